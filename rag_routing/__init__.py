@@ -1,0 +1,1 @@
+"""rag_routing: route every stage of a RAG pipeline to the cheapest component that still answers well."""

