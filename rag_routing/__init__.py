@@ -1,1 +1,88 @@
-"""rag_routing: route every stage of a RAG pipeline to the cheapest component that still answers well."""
+"""rag_routing: route every stage of a RAG pipeline to the cheapest component that still answers well.
+
+Every router estimates a quality matrix ``S`` and a cost matrix ``C`` and picks
+``argmax_M S[q, M] - λ·C[q, M]`` subject to ``C[q, M] <= B`` (:func:`rag_routing.select`). Every stage records
+into one :class:`CostLedger`.
+
+Public names are imported lazily (PEP 562), so ``import rag_routing`` loads neither a framework (LangChain,
+LlamaIndex) nor a heavy library (torch, faiss).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # errors
+    "RagRoutingError": "rag_routing.errors",
+    "InvalidInputError": "rag_routing.errors",
+    "UnknownCandidateError": "rag_routing.errors",
+    "DatasetFormatError": "rag_routing.errors",
+    "NotFittedError": "rag_routing.errors",
+    "NoRouteError": "rag_routing.errors",
+    "BudgetExceededError": "rag_routing.errors",
+    "UnknownPriceError": "rag_routing.errors",
+    "CorruptStateError": "rag_routing.errors",
+    "MissingDependencyError": "rag_routing.errors",
+    # candidates and the decision rule
+    "Candidate": "rag_routing.candidates",
+    "CandidatePool": "rag_routing.candidates",
+    "Pricing": "rag_routing.candidates",
+    "RoutingDecision": "rag_routing.decision",
+    "select": "rag_routing.decision",
+    "decide": "rag_routing.decision",
+    "calibrate": "rag_routing.decision",
+    "calibrate_threshold": "rag_routing.decision",
+    # ledger
+    "CostLedger": "rag_routing.ledger",
+    "LedgerEntry": "rag_routing.ledger",
+    "ledger_scope": "rag_routing.ledger",
+    "current_ledger": "rag_routing.ledger",
+    "Budget": "rag_routing.ledger",
+    "PriceTable": "rag_routing.ledger",
+    "EnergyModel": "rag_routing.ledger",
+    "count_tokens": "rag_routing.ledger",
+    "SQLiteStore": "rag_routing.ledger",
+    "MemoryStore": "rag_routing.ledger",
+    # featurizers
+    "SentenceTransformerEmbedder": "rag_routing.embeddings",
+    "TfidfFeaturizer": "rag_routing.embeddings",
+    "EmbeddingCache": "rag_routing.embeddings",
+    # datasets and evaluation
+    "RoutingDataset": "rag_routing.evaluation.dataset",
+    # routers
+    "Router": "rag_routing.routers.base",
+    "load_router": "rag_routing.routers.base",
+    "create_router": "rag_routing.routers.registry",
+    "available_routers": "rag_routing.routers.registry",
+    "register_router": "rag_routing.routers.registry",
+    "RandomRouter": "rag_routing.routers.baselines",
+    "OracleRouter": "rag_routing.routers.baselines",
+    "BestSingleRouter": "rag_routing.routers.baselines",
+    "CheapestRouter": "rag_routing.routers.baselines",
+    "KNNRouter": "rag_routing.routers.similarity",
+    "ClusterRouter": "rag_routing.routers.similarity",
+    "SWRankingRouter": "rag_routing.routers.preference",
+    "EloRouter": "rag_routing.routers.preference",
+    "MatrixFactorizationRouter": "rag_routing.routers.supervised",
+    "ClassifierRouter": "rag_routing.routers.supervised",
+    "QualityRegressor": "rag_routing.routers.supervised",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rag_routing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
