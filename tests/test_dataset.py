@@ -73,3 +73,14 @@ def test_invalid_datasets_are_rejected(kwargs, message):
 def test_bad_split_sizes():
     with pytest.raises(InvalidInputError):
         make(3).train_test_split(test_size=0.01)
+
+
+def test_responses_follow_rows_and_columns():
+    ds = make(3)
+    ds = RoutingDataset(queries=ds.queries, candidates=ds.candidates, quality=ds.quality, cost=ds.cost,
+                        responses=[[f"{q}-{c}" for c in ds.candidates] for q in ds.queries])
+    assert ds.subset([2]).responses == [["q2-a", "q2-b", "q2-c"]]
+    assert ds.select_candidates(["c", "a"]).responses[0] == ["q0-c", "q0-a"]
+    assert len(ds.concat(ds).responses) == 6
+    with pytest.raises(InvalidInputError, match="responses"):
+        RoutingDataset(queries=["x"], candidates=["a"], quality=[[1.0]], cost=[[0.0]], responses=[["a", "b"]])

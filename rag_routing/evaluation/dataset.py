@@ -6,6 +6,7 @@ A dataset holds ``n`` queries and ``m`` candidates with
   silent zero;
 * ``cost``: ``(n, m)`` US $ per call (NaN allowed where unknown);
 * optional ``embeddings`` ``(n, d)`` computed by the featurizer named ``embedding_model``;
+* optional ``responses``: each candidate's answer text per query (for post-generation judges and cascades);
 * per-query ``metadata`` (task, subject, ...).
 
 Example:
@@ -42,6 +43,7 @@ class RoutingDataset:
     cost_source: str = "file"
     embeddings: np.ndarray | None = None
     embedding_model: str | None = None
+    responses: list[list[str | None]] | None = None
 
     def __post_init__(self) -> None:
         self.queries = [str(q) for q in self.queries]
@@ -68,6 +70,9 @@ class RoutingDataset:
             self.embeddings = np.asarray(self.embeddings, dtype=np.float32)
             if self.embeddings.ndim != 2 or self.embeddings.shape[0] != n:
                 raise InvalidInputError(f"embeddings must be ({n}, d); got {self.embeddings.shape}")
+        if self.responses is not None:
+            if len(self.responses) != n or any(len(row) != m for row in self.responses):
+                raise InvalidInputError(f"responses must be {n} rows of {m} answers (None where unknown)")
 
     # ------------------------------------------------------------------ views
     def __len__(self) -> int:
@@ -100,12 +105,15 @@ class RoutingDataset:
             cost=self.cost[idx],
             metadata=[self.metadata[i] for i in idx],
             embeddings=None if self.embeddings is None else self.embeddings[idx],
+            responses=None if self.responses is None else [self.responses[i] for i in idx],
         )
 
     def select_candidates(self, names: Sequence[str]) -> RoutingDataset:
         """The same queries restricted to (and ordered as) ``names``."""
         cols = [self.candidate_index(n) for n in names]
-        return replace(self, candidates=list(names), quality=self.quality[:, cols], cost=self.cost[:, cols])
+        responses = None if self.responses is None else [[row[c] for c in cols] for row in self.responses]
+        return replace(self, candidates=list(names), quality=self.quality[:, cols], cost=self.cost[:, cols],
+                       responses=responses)
 
     def train_test_split(self, test_size: float = 0.5, seed: int = 0) -> tuple[RoutingDataset, RoutingDataset]:
         """Random split; ``test_size`` is a fraction in (0, 1) or a number of rows."""
@@ -138,6 +146,9 @@ class RoutingDataset:
             cost_source=self.cost_source if self.cost_source == other.cost_source else "mixed",
             embeddings=np.vstack([self.embeddings, other.embeddings]) if both_embedded else None,
             embedding_model=self.embedding_model if both_embedded else None,
+            responses=(self.responses + other.responses)
+            if self.responses is not None and other.responses is not None
+            else None,
         )
 
     # ------------------------------------------------------------------ summaries
