@@ -1,0 +1,129 @@
+"""What the framework adapters add on top of calling rag_routing directly, in microseconds per call.
+
+Run: ``python benchmarks/integrations_overhead.py [--repeat 2000]``.
+
+Each line times the same work two ways and prints the medians and their difference (the adapter's overhead):
+
+* ``StageRunnable.invoke`` vs ``StageRouter.invoke`` — a trivial option, with no router and with a fitted
+  TF-IDF KNN router (the router's own time is in both columns); also ``ainvoke`` and ``stream`` (``stream``
+  runs the node in a worker thread so that tokens can be handed over while it runs);
+* ``RouterRunnable.invoke`` vs ``router.route_one`` + the chosen Runnable's ``invoke``;
+* ``RoutingSelector.select`` vs ``router.route_one``.
+
+No ledger is active (``ledger_scope`` adds the same few µs to both sides); no callback handler is attached
+(LangChain's callback manager is still built and run, as in any chain). Timings are wall clock on this
+machine's CPU; medians over ``--repeat`` calls of each side, timed alternately, after a warm-up. Async
+rows with a router are noisy: both sides route in a worker thread (``asyncio.to_thread``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from rag_routing.evaluation.dataset import RoutingDataset  # noqa: E402
+from rag_routing.routers.similarity import KNNRouter  # noqa: E402
+from rag_routing.stages import StageRouter  # noqa: E402
+
+QUERY = "solve the integral of x^3 times sin(x) dx"
+
+
+def fitted_router() -> KNNRouter:
+    math = [f"solve the integral of x^{i} times sin(x) dx" for i in range(20)]
+    chat = [f"hello, how are you doing today friend number {i}" for i in range(20)]
+    ds = RoutingDataset(math + chat, ["small", "large"], [[0, 1]] * 20 + [[1, 1]] * 20, np.tile([0.001, 0.02], (40, 1)))
+    return KNNRouter(k=5, prior=0.0, featurizer="tfidf", lam=10.0).fit(ds)
+
+
+def paired_us(adapter: Callable[[], Any], direct: Callable[[], Any], repeat: int) -> tuple[float, float]:
+    """Median µs of each, timed alternately (so drift and warm-up hit both sides alike)."""
+    for _ in range(min(50, repeat)):
+        adapter(), direct()
+    a, d = [], []
+    for _ in range(repeat):
+        for fn, samples in ((adapter, a), (direct, d)):
+            started = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - started)
+    return statistics.median(a) * 1e6, statistics.median(d) * 1e6
+
+
+def apaired_us(adapter: Callable[[], Awaitable[Any]], direct: Callable[[], Awaitable[Any]],
+               repeat: int) -> tuple[float, float]:
+    """:func:`paired_us` for coroutines, on one event loop."""
+    async def run() -> tuple[float, float]:
+        for _ in range(min(50, repeat)):
+            await adapter()
+            await direct()
+        a, d = [], []
+        for _ in range(repeat):
+            for fn, samples in ((adapter, a), (direct, d)):
+                started = time.perf_counter()
+                await fn()
+                samples.append(time.perf_counter() - started)
+        return statistics.median(a) * 1e6, statistics.median(d) * 1e6
+
+    return asyncio.run(run())
+
+
+def row(label: str, timings: tuple[float, float]) -> None:
+    adapter, direct = timings
+    print(f"{label:<58} {adapter:>10.1f} {direct:>10.1f} {adapter - direct:>10.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=2000)
+    args = parser.parse_args()
+    n = args.repeat
+
+    from langchain_core.runnables import RunnableLambda
+    from llama_index.core.tools import ToolMetadata
+
+    from rag_routing.integrations.langchain import RouterRunnable, StageRunnable
+    from rag_routing.integrations.llamaindex import RoutingSelector
+
+    router = fitted_router()
+    options = {"small": lambda s: s.evolve(answer="s"), "large": lambda s: s.evolve(answer="l")}
+    fixed, routed = StageRouter(options, name="fixed"), StageRouter(options, router=router, name="routed")
+    print(f"{'(µs per call, median of ' + str(n) + ')':<58} {'adapter':>10} {'direct':>10} {'overhead':>10}")
+    for stage in (fixed, routed):
+        node = StageRunnable(stage)
+        what = "no router" if stage.router is None else "KNN router"
+        row(f"StageRunnable.invoke vs StageRouter.invoke ({what})",
+            paired_us(lambda node=node: node.invoke(QUERY), lambda stage=stage: stage.invoke(QUERY), n))
+        row(f"StageRunnable.ainvoke vs StageRouter.ainvoke ({what})",
+            apaired_us(lambda node=node: node.ainvoke(QUERY), lambda stage=stage: stage.ainvoke(QUERY), n))
+        row(f"StageRunnable.stream vs StageRouter.invoke ({what})",
+            paired_us(lambda node=node: list(node.stream(QUERY)), lambda stage=stage: stage.invoke(QUERY), n))
+
+    runnables = {"small": RunnableLambda(lambda x: "s"), "large": RunnableLambda(lambda x: "l")}
+    branch = RouterRunnable(router, runnables)
+
+    def direct_branch() -> Any:
+        return runnables[router.route_one(QUERY).candidate].invoke(QUERY)
+
+    row("RouterRunnable.invoke vs route_one + Runnable.invoke",
+        paired_us(lambda: branch.invoke(QUERY), direct_branch, n))
+    plain = {"small": lambda x: "s", "large": lambda x: "l"}
+    row("RouterRunnable.invoke vs route_one + a plain function",
+        paired_us(lambda: branch.invoke(QUERY), lambda: plain[router.route_one(QUERY).candidate](QUERY), n))
+
+    selector = RoutingSelector(router)
+    tools = [ToolMetadata(name="small", description="cheap"), ToolMetadata(name="large", description="strong")]
+    row("RoutingSelector.select vs router.route_one",
+        paired_us(lambda: selector.select(tools, QUERY), lambda: router.route_one(QUERY), n))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""LlamaIndex integration: a router as a selector, the pipeline as a query engine, the ledger as an event handler.
+
+* :class:`RoutingSelector` — any rag_routing Router as a ``BaseSelector`` (``RouterQueryEngine``,
+  ``RouterRetriever``), with exact tool mapping (no silent misroutes).
+* :class:`RoutedRAGQueryEngine` — a ``RoutedRAG`` pipeline (or a stage) as a query engine: ``Response`` with
+  source nodes and the decision trace and cost; streaming and async.
+* :class:`LedgerEventHandler`, :func:`instrument` — LLM and embedding calls recorded in the cost ledger.
+* :class:`RoutingDecisionEvent` — routing decisions as instrumentation events.
+* :class:`LlamaIndexChatLLM` — a LlamaIndex LLM as an LLM of the generator stage.
+* :class:`LocalLlamaIndexLLM` — the offline local model as a LlamaIndex LLM.
+
+Names load lazily (PEP 562): importing this package imports llama-index only when a name is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "RoutingSelector": "rag_routing.integrations.llamaindex.selector",
+    "router_query_engine": "rag_routing.integrations.llamaindex.selector",
+    "router_retriever": "rag_routing.integrations.llamaindex.selector",
+    "RoutedRAGQueryEngine": "rag_routing.integrations.llamaindex.query_engine",
+    "LedgerEventHandler": "rag_routing.integrations.llamaindex.instrumentation",
+    "instrument": "rag_routing.integrations.llamaindex.instrumentation",
+    "uninstrument": "rag_routing.integrations.llamaindex.instrumentation",
+    "RoutingDecisionEvent": "rag_routing.integrations.llamaindex.events",
+    "emit_decision": "rag_routing.integrations.llamaindex.events",
+    "LlamaIndexChatLLM": "rag_routing.integrations.llamaindex.chat_llm",
+    "LocalLlamaIndexLLM": "rag_routing.integrations.llamaindex.llm",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rag_routing.integrations.llamaindex' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
