@@ -216,6 +216,10 @@ class TfidfFeaturizer:
         self.idf_: np.ndarray | None = None
         self.components_: np.ndarray | None = None
 
+    @property
+    def is_fitted(self) -> bool:
+        return self.components_ is not None
+
     def fit(self, texts: Sequence[str]) -> TfidfFeaturizer:
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfVectorizer

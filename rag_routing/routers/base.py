@@ -92,7 +92,10 @@ class Router(ABC):
         features = None
         if self.uses_features:
             self.featurizer_ = make_featurizer(self.featurizer)
-            if dataset.embeddings is not None and dataset.embedding_model == self.featurizer_.name:
+            # Reuse the dataset's embeddings only when they come from this (ready) featurizer: an unfitted
+            # TF-IDF has the same name as the fitted one that made them, but not the same projection.
+            ready = getattr(self.featurizer_, "is_fitted", True)
+            if dataset.embeddings is not None and dataset.embedding_model == self.featurizer_.name and ready:
                 features = dataset.embeddings
             else:
                 self.featurizer_.fit(dataset.queries)

@@ -100,3 +100,13 @@ def test_registry():
         pass
 
     assert get_router_class("my_router") is MyRouter and "my_router" in available_routers()
+
+
+def test_unfitted_tfidf_is_fitted_even_when_dataset_embeddings_share_its_name(toy_dataset):
+    from rag_routing.embeddings import TfidfFeaturizer
+
+    fitted = TfidfFeaturizer(n_components=4).fit(toy_dataset.queries)
+    embedded = toy_dataset.with_embeddings(fitted.transform(toy_dataset.queries), fitted.name)
+    router = create_router("knn", featurizer=TfidfFeaturizer(n_components=4)).fit(embedded)
+    assert router.featurizer_.is_fitted
+    assert router.route_one("solve the integral of x^3 times sin(x) dx").candidate == "large"

@@ -1,0 +1,128 @@
+"""The ``rag-routing`` command.
+
+* ``rag-routing bench DATA [--format F] [--routers a,b] [--test-size 0.5] [--train A --test B] [--seed 0]
+  [--json OUT.json] [--plot OUT.png] [--embedder minilm|tfidf|NAME]``: benchmark routers on a data set
+  (:mod:`rag_routing.evaluation.benchmark`); prints a table, optionally writes JSON and a plot.
+* ``rag-routing demo [--data ../shared/data]``: a small benchmark on the shared RouteLLM MMLU data.
+
+The logic lives in :mod:`rag_routing.evaluation`; this module only parses arguments and prints.
+Exit status: 0 on success, 2 on a usage or data error (the message says what to do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rag_routing.errors import InvalidInputError, RagRoutingError
+
+
+def _price_table(path: str | None) -> Any:
+    if path is None:
+        return None
+    from rag_routing.ledger.pricing import PriceTable
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InvalidInputError(f"cannot read the price table {path!r}: {exc}") from exc
+    models = data.get("models", data) if isinstance(data, dict) else None
+    if not isinstance(models, dict):
+        raise InvalidInputError(f"{path}: expected {{'models': {{name: {{'input': .., 'output': ..}}}}}}")
+    return PriceTable.default().with_overrides(models)
+
+
+def _finish(report: Any, args: argparse.Namespace) -> None:
+    print(report.table())
+    if args.json:
+        print(f"wrote {report.write_json(args.json)}")
+    if args.plot:
+        from rag_routing.evaluation.plots import plot_report
+
+        print(f"wrote {plot_report(report, args.plot)}")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from rag_routing.evaluation.benchmark import load_split, resolve_routers, run_benchmark
+
+    routers = [r for r in (args.routers or "").split(",") if r.strip()]
+    resolve_routers(routers)  # unknown names fail here, before anything is loaded
+    train, test = load_split(args.data, fmt=args.format, train=args.train, test=args.test,
+                             test_size=args.test_size, seed=args.seed, output_tokens=args.output_tokens,
+                             price_table=_price_table(args.prices))
+    report = run_benchmark(train, test, routers, embedder=args.embedder, seed=args.seed,
+                           n_lambdas=args.lambdas, progress=not args.quiet)
+    _finish(report, args)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from rag_routing.evaluation.demo import run_demo, saving_summary
+
+    routers = None if args.routers is None else [r for r in args.routers.split(",") if r.strip()]
+    report = run_demo(args.data, routers, embedder=args.embedder, seed=args.seed, progress=not args.quiet)
+    _finish(report, args)
+    print(saving_summary(report))
+    return 0
+
+
+def _outputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=0, help="split and random-baseline seed (default 0)")
+    parser.add_argument("--json", metavar="OUT.json", help="write the results as JSON")
+    parser.add_argument("--plot", metavar="OUT.png", help="draw the cost-quality curves (needs matplotlib)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rag_routing.evaluation.loaders import FORMATS
+
+    parser = argparse.ArgumentParser(prog="rag-routing", description="Route queries to the cheapest LLM that "
+                                     "still answers well; benchmark routers on recorded outcomes.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    bench = commands.add_parser("bench", help="benchmark routers on a routing data set")
+    bench.add_argument("data", nargs="?", help="data file or folder (split at random; or use --train/--test)")
+    bench.add_argument("--format", choices=FORMATS, help="data format (default: detected from the file)")
+    bench.add_argument("--routers", default="", help="comma-separated router names, or 'all' (the baselines "
+                       "random, oracle, best, cheapest always run)")
+    bench.add_argument("--test-size", type=float, default=0.5, help="test fraction of DATA (default 0.5)")
+    bench.add_argument("--train", help="training file (with --test, instead of DATA)")
+    bench.add_argument("--test", help="test file (with --train)")
+    bench.add_argument("--embedder", default="minilm", help="query features: minilm (offline default, cached "
+                       "on disk), tfidf (no torch), or a sentence-transformers name")
+    bench.add_argument("--output-tokens", type=int, help="assumed answer length for files without costs or "
+                       "responses (default: 8 for multiple choice, 256 otherwise)")
+    bench.add_argument("--prices", help="price table JSON overriding the shipped one ({'models': {name: "
+                       "{'input': $/1M, 'output': $/1M}}})")
+    bench.add_argument("--lambdas", type=int, default=200, help="λ values per cost-quality sweep (default 200)")
+    _outputs(bench)
+    bench.set_defaults(run=_bench)
+
+    demo = commands.add_parser("demo", help="a small benchmark on the shared RouteLLM MMLU data")
+    demo.add_argument("--data", default="../shared/data", help="shared data folder (default ../shared/data)")
+    demo.add_argument("--routers", help="comma-separated learned routers (default: knn when available)")
+    demo.add_argument("--embedder", default="tfidf", help="query features (default tfidf: fast, no torch)")
+    _outputs(demo)
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``rag-routing``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if not args.quiet:
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        return int(args.run(args))
+    except RagRoutingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""The benchmark runner: load -> split -> featurize once -> fit every router -> sweep -> report.
+
+The query features are computed once (the offline MiniLM embedder through its on-disk cache by default,
+``embedder="tfidf"`` for no torch) and attached to both datasets with
+:meth:`~rag_routing.evaluation.dataset.RoutingDataset.with_embeddings`; every router is built with that
+featurizer, so none re-embeds. The baselines (``random``, ``oracle``, ``best``, ``cheapest``) and every single
+candidate are always in the table. Router names are checked before any work starts.
+
+Example:
+    >>> import numpy as np
+    >>> from rag_routing.evaluation.dataset import RoutingDataset
+    >>> rng = np.random.default_rng(0)
+    >>> ds = RoutingDataset([f"q{i}" for i in range(40)], ["small", "large"],
+    ...                     (rng.random((40, 2)) < [0.6, 0.8]).astype(float), np.tile([0.001, 0.01], (40, 1)))
+    >>> train, test = ds.train_test_split(0.5, seed=0)
+    >>> report = run_benchmark(train, test, progress=False)
+    >>> [r.router for r in report.results]
+    ['oracle', 'random', 'best', 'cheapest', 'small', 'large']
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag_routing.embeddings import make_featurizer
+from rag_routing.errors import InvalidInputError
+from rag_routing.evaluation.dataset import RoutingDataset
+from rag_routing.evaluation.loaders import load_dataset
+from rag_routing.evaluation.report import BenchmarkReport, RouterResult
+from rag_routing.evaluation.scorecard import Reference, evaluate_router, evaluate_single
+from rag_routing.evaluation.sweep import DEFAULT_N_LAMBDAS
+from rag_routing.routers.base import Router
+from rag_routing.routers.registry import available_routers, get_router_class
+
+#: Baselines in every table, in this order.
+BASELINES: tuple[str, ...] = ("oracle", "random", "best", "cheapest")
+
+#: Rows embedded per progress-bar step.
+EMBED_BATCH = 512
+
+
+def _progress(iterable: Any, enabled: bool, **kwargs: Any) -> Any:
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, **kwargs)
+
+
+def router_class(name: str) -> type[Router]:
+    """The class registered as ``name``, or :class:`InvalidInputError` saying why it cannot be used."""
+    try:
+        klass = get_router_class(name)
+    except ImportError as exc:
+        raise InvalidInputError(f"router {name!r} is registered but cannot be imported ({exc}); "
+                                f"choose another of: {', '.join(available_routers())}") from exc
+    if not (isinstance(klass, type) and issubclass(klass, Router)):
+        raise InvalidInputError(f"{name!r} is registered as {klass!r}, which is not a Router")
+    return klass
+
+
+def _usable(name: str) -> bool:
+    try:
+        router_class(name)
+    except InvalidInputError:
+        return False
+    return True
+
+
+def resolve_routers(routers: Sequence[str | Router]) -> list[str | Router]:
+    """The routers to run: ``routers`` (names checked now), then the baselines not already listed.
+
+    ``"all"`` stands for every registered router that imports and is a :class:`Router` (the others are
+    skipped); a name given explicitly that cannot be used is an :class:`InvalidInputError`.
+    """
+    resolved: list[str | Router] = []
+    names: list[str | Router] = []
+    for item in routers:
+        if isinstance(item, str) and item.strip() == "all":
+            names += [n for n in available_routers() if n not in BASELINES and _usable(n)]
+        else:
+            names.append(item)
+    for item in names:
+        if isinstance(item, Router):
+            resolved.append(item)
+            continue
+        name = str(item).strip()
+        if not name:
+            continue
+        router_class(name)
+        if name not in resolved:
+            resolved.append(name)
+    return resolved + [b for b in BASELINES if b not in resolved]
+
+
+def load_split(data: str | Path | None = None, *, fmt: str | None = None, train: str | Path | None = None,
+               test: str | Path | None = None, test_size: float = 0.5, seed: int = 0,
+               output_tokens: int | None = None, price_table: Any = None) -> tuple[RoutingDataset, RoutingDataset]:
+    """Train and test sets: ``data`` split at random, or the ``train`` and ``test`` files as given."""
+    options = {"output_tokens": output_tokens, "price_table": price_table}
+    if train is not None or test is not None:
+        if train is None or test is None or data is not None:
+            raise InvalidInputError("pass either DATA (split at random) or both --train and --test, not a mix")
+        train_set = load_dataset(train, fmt, **options)
+        test_set = load_dataset(test, fmt, **options).select_candidates(train_set.candidates)
+        return train_set, test_set
+    if data is None:
+        raise InvalidInputError("no data: pass a data file or folder, or --train and --test")
+    return load_dataset(data, fmt, **options).train_test_split(test_size=test_size, seed=seed)
+
+
+def embed(featurizer: Any, texts: Sequence[str], progress: bool, desc: str) -> np.ndarray:
+    """``featurizer.transform`` in batches, with a progress bar."""
+    starts = range(0, len(texts), EMBED_BATCH)
+    bar = _progress(starts, progress, desc=desc, unit="batch", total=len(starts))
+    blocks = [featurizer.transform(list(texts[i:i + EMBED_BATCH])) for i in bar]
+    return np.vstack(blocks) if blocks else np.zeros((0, 0), dtype=np.float32)
+
+
+def featurize(train: RoutingDataset, test: RoutingDataset, embedder: Any = "minilm",
+              progress: bool = True) -> tuple[RoutingDataset, RoutingDataset, Any]:
+    """Fit ``embedder`` on the train queries, embed both sets once and attach the vectors to them."""
+    featurizer = make_featurizer(embedder)
+    featurizer.fit(train.queries)
+    train_vectors = embed(featurizer, train.queries, progress, f"embedding train ({featurizer.name})")
+    test_vectors = embed(featurizer, test.queries, progress, f"embedding test ({featurizer.name})")
+    return (train.with_embeddings(train_vectors, featurizer.name),
+            test.with_embeddings(test_vectors, featurizer.name), featurizer)
+
+
+def build_router(item: str | Router, featurizer: Any, seed: int, params: Mapping[str, Any] | None = None) -> Router:
+    """An unfitted router: ``item`` itself, or the class registered under that name with the shared
+    featurizer and ``seed`` (when its constructor takes one)."""
+    if isinstance(item, Router):
+        return item
+    klass = router_class(item)
+    kwargs = dict(params or {})
+    accepted = inspect.signature(klass.__init__).parameters
+    if klass.uses_features and featurizer is not None:
+        kwargs.setdefault("featurizer", featurizer)
+    if "seed" in accepted:
+        kwargs.setdefault("seed", seed)
+    return klass(**kwargs)
+
+
+def _name(item: str | Router) -> str:
+    return item if isinstance(item, str) else item.name
+
+
+def _fit_and_score(item: str | Router, train: RoutingDataset, test: RoutingDataset, ref: Reference,
+                   featurizer: Any, seed: int, params: Mapping[str, Any] | None, n_lambdas: int) -> RouterResult:
+    router = build_router(item, featurizer, seed, params)
+    started = time.perf_counter()
+    try:
+        router.fit(train)
+    except Exception as exc:
+        if hasattr(exc, "add_note"):  # Python >= 3.11
+            exc.add_note(f"while fitting router {_name(item)!r}")
+        raise
+    fit_seconds = time.perf_counter() - started
+    kind = "baseline" if isinstance(item, str) and item in BASELINES else "router"
+    result = evaluate_router(router, test, ref, name=_name(item), kind=kind, n_lambdas=n_lambdas)
+    result.fit_seconds = fit_seconds
+    return result
+
+
+def _notes(ref: Reference) -> list[str]:
+    notes = ["quality of a chosen candidate with an unknown outcome (NaN) is left out of that point's mean",
+             "AIQ integrates the non-decreasing hull over the single candidates' mean-cost range; below a "
+             "router's cheapest operating point the hull counts as 0"]
+    lo, hi = ref.cost_range
+    if hi - lo <= 1e-9 * max(hi, 1e-300):
+        notes.append("all candidates cost the same per query: λ changes nothing, AIQ is the quality reached and "
+                     "no router can save cost")
+    return notes
+
+
+def run_benchmark(
+    train: RoutingDataset,
+    test: RoutingDataset,
+    routers: Sequence[str | Router] = (),
+    *,
+    embedder: Any = "minilm",
+    seed: int = 0,
+    n_lambdas: int = DEFAULT_N_LAMBDAS,
+    router_params: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: bool = True,
+) -> BenchmarkReport:
+    """Fit ``routers`` (names or unfitted :class:`Router` objects) and the baselines on ``train`` and score
+    them with every single candidate on ``test``.
+
+    Parameters:
+        embedder: featurizer spec for the routers that read the query (``"minilm"``, ``"tfidf"``, a
+            sentence-transformers name, or an object); ignored when only baselines run.
+        seed: passed to routers whose constructor takes ``seed`` (the random baseline).
+        n_lambdas: λ values per sweep.
+        router_params: extra constructor arguments per router name.
+    """
+    started = time.perf_counter()
+    items = resolve_routers(routers)
+    test = test.select_candidates(train.candidates)
+    seconds: dict[str, float] = {}
+    featurizer = None
+    needs_features = any(i.uses_features if isinstance(i, Router) else router_class(i).uses_features for i in items)
+    if needs_features:
+        t = time.perf_counter()
+        train, test, featurizer = featurize(train, test, embedder, progress)
+        seconds["featurize"] = time.perf_counter() - t
+    ref = Reference.from_test(test)
+    params = router_params or {}
+    bar = _progress(items, progress, desc="fitting and scoring routers", unit="router")
+    results = [_fit_and_score(item, train, test, ref, featurizer, seed, params.get(_name(item)), n_lambdas)
+               for item in bar]
+    results += [evaluate_single(test, name, ref) for name in test.candidates]
+    seconds["total"] = time.perf_counter() - started
+    return BenchmarkReport(
+        dataset=train.name if train.name == test.name else f"{train.name} -> {test.name}",
+        candidates=list(train.candidates),
+        n_train=len(train),
+        n_test=len(test),
+        cost_source=train.cost_source,
+        embedder=None if featurizer is None else featurizer.name,
+        seed=seed,
+        best_single=ref.best_single,
+        cost_range=ref.cost_range,
+        zero_router_aiq=ref.zero_router_aiq,
+        results=results,
+        strong=ref.strong,
+        weak=ref.weak,
+        seconds=seconds,
+        notes=_notes(ref),
+    )
+
+
+__all__ = ["BASELINES", "run_benchmark", "load_split", "featurize", "embed", "build_router", "resolve_routers",
+           "router_class"]
