@@ -3,7 +3,9 @@
 * ``rag-routing bench DATA [--format F] [--routers a,b] [--test-size 0.5] [--train A --test B] [--seed 0]
   [--json OUT.json] [--plot OUT.png] [--embedder minilm|tfidf|NAME]``: benchmark routers on a data set
   (:mod:`rag_routing.evaluation.benchmark`); prints a table, optionally writes JSON and a plot.
-* ``rag-routing demo [--data ../shared/data]``: a small benchmark on the shared RouteLLM MMLU data.
+* ``rag-routing demo [--corpus FILE]``: the routed RAG chatbot over the bundled corpus (offline: local MiniLM,
+  FAISS, BM25 and SmolLM2): decision traces, the ledger and the bill against an always-biggest pipeline.
+* ``rag-routing bench-demo [--data ../shared/data]``: a small benchmark on the shared RouteLLM MMLU data.
 
 The logic lives in :mod:`rag_routing.evaluation`; this module only parses arguments and prints.
 Exit status: 0 on success, 2 on a usage or data error (the message says what to do).
@@ -62,6 +64,13 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from rag_routing.stages.demo import run_demo
+
+    run_demo(args.corpus)
+    return 0
+
+
+def _bench_demo(args: argparse.Namespace) -> int:
     from rag_routing.evaluation.demo import run_demo, saving_summary
 
     routers = None if args.routers is None else [r for r in args.routers.split(",") if r.strip()]
@@ -103,12 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     _outputs(bench)
     bench.set_defaults(run=_bench)
 
-    demo = commands.add_parser("demo", help="a small benchmark on the shared RouteLLM MMLU data")
-    demo.add_argument("--data", default="../shared/data", help="shared data folder (default ../shared/data)")
-    demo.add_argument("--routers", help="comma-separated learned routers (default: knn when available)")
-    demo.add_argument("--embedder", default="tfidf", help="query features (default tfidf: fast, no torch)")
-    _outputs(demo)
+    demo = commands.add_parser("demo", help="the routed RAG chatbot over the bundled corpus (offline)")
+    demo.add_argument("--corpus", help="a corpus JSONL ({_id, title, text} lines) instead of the bundled one")
+    demo.add_argument("--quiet", action="store_true", help="no progress messages")
     demo.set_defaults(run=_demo)
+
+    quick = commands.add_parser("bench-demo", help="a small benchmark on the shared RouteLLM MMLU data")
+    quick.add_argument("--data", default="../shared/data", help="shared data folder (default ../shared/data)")
+    quick.add_argument("--routers", help="comma-separated learned routers (default: knn when available)")
+    quick.add_argument("--embedder", default="tfidf", help="query features (default tfidf: fast, no torch)")
+    _outputs(quick)
+    quick.set_defaults(run=_bench_demo)
     return parser
 
 

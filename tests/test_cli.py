@@ -85,7 +85,7 @@ def test_bench_with_a_price_override(tmp_path, capsys):
 
 
 def test_demo_without_data_exits_2(tmp_path, capsys):
-    assert main(["demo", "--data", str(tmp_path / "nowhere"), "--quiet"]) == 2
+    assert main(["bench-demo", "--data", str(tmp_path / "nowhere"), "--quiet"]) == 2
     assert "--data" in capsys.readouterr().err
 
 
