@@ -76,14 +76,16 @@ def _usable(name: str) -> bool:
 def resolve_routers(routers: Sequence[str | Router]) -> list[str | Router]:
     """The routers to run: ``routers`` (names checked now), then the baselines not already listed.
 
-    ``"all"`` stands for every registered router that imports and is a :class:`Router` (the others are
-    skipped); a name given explicitly that cannot be used is an :class:`InvalidInputError`.
+    ``"all"`` stands for every registered router that imports, is a :class:`Router` and does not opt out with
+    ``in_bench_all = False`` (routers that fine-tune an encoder: name them explicitly); a name given
+    explicitly that cannot be used is an :class:`InvalidInputError`.
     """
     resolved: list[str | Router] = []
     names: list[str | Router] = []
     for item in routers:
         if isinstance(item, str) and item.strip() == "all":
-            names += [n for n in available_routers() if n not in BASELINES and _usable(n)]
+            names += [n for n in available_routers()
+                      if n not in BASELINES and _usable(n) and getattr(router_class(n), "in_bench_all", True)]
         else:
             names.append(item)
     for item in names:

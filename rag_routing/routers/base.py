@@ -62,6 +62,8 @@ class Router(ABC):
     name: ClassVar[str] = "router"
     #: False for routers that do not look at the query text (baselines).
     uses_features: ClassVar[bool] = True
+    #: False for routers too slow to train for ``rag-routing bench --routers all`` (fine-tuned encoders).
+    in_bench_all: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -23,6 +23,10 @@ _BUILTIN: dict[str, str] = {
     "mf": "rag_routing.routers.supervised:MatrixFactorizationRouter",
     "classifier": "rag_routing.routers.supervised:ClassifierRouter",
     "regressor": "rag_routing.routers.supervised:QualityRegressor",
+    "rules": "rag_routing.routers.rules:ConditionalRouter",
+    "semantic": "rag_routing.routers.semantic:SemanticRouter",
+    "encoder": "rag_routing.routers.encoder:EncoderClassifierRouter",
+    "contrastive": "rag_routing.routers.contrastive:ContrastiveRouter",
 }
 _REGISTERED: dict[str, type] = {}
 
