@@ -70,6 +70,25 @@ _EXPORTS: dict[str, str] = {
     "MatrixFactorizationRouter": "rag_routing.routers.supervised",
     "ClassifierRouter": "rag_routing.routers.supervised",
     "QualityRegressor": "rag_routing.routers.supervised",
+    "ConditionalRouter": "rag_routing.routers.rules",
+    "SemanticRouter": "rag_routing.routers.semantic",
+    "EncoderClassifierRouter": "rag_routing.routers.encoder",
+    "ContrastiveRouter": "rag_routing.routers.contrastive",
+    "EpsilonGreedyRouter": "rag_routing.routers.bandits",
+    "LinearRewardInactionRouter": "rag_routing.routers.bandits",
+    "LinUCBRouter": "rag_routing.routers.bandits",
+    "ThompsonRouter": "rag_routing.routers.bandits",
+    "SessionRouter": "rag_routing.session",
+    # evaluation
+    "load_dataset": "rag_routing.evaluation.loaders",
+    "write_jsonl": "rag_routing.evaluation.loaders",
+    "run_benchmark": "rag_routing.evaluation.benchmark",
+    "replay": "rag_routing.evaluation.replay",
+    "evaluate_policy": "rag_routing.evaluation.off_policy",
+    # stages
+    "RAGState": "rag_routing.stages",
+    "StageRouter": "rag_routing.stages",
+    "RoutedRAG": "rag_routing.stages",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -27,6 +27,10 @@ _BUILTIN: dict[str, str] = {
     "semantic": "rag_routing.routers.semantic:SemanticRouter",
     "encoder": "rag_routing.routers.encoder:EncoderClassifierRouter",
     "contrastive": "rag_routing.routers.contrastive:ContrastiveRouter",
+    "epsilon_greedy": "rag_routing.routers.bandits:EpsilonGreedyRouter",
+    "lri": "rag_routing.routers.bandits:LinearRewardInactionRouter",
+    "linucb": "rag_routing.routers.bandits:LinUCBRouter",
+    "thompson": "rag_routing.routers.bandits:ThompsonRouter",
 }
 _REGISTERED: dict[str, type] = {}
 

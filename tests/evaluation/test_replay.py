@@ -56,6 +56,10 @@ def test_deterministic_under_seed_and_cold_start():
     np.testing.assert_array_equal(runs[0].rows, runs[1].rows)
     other = replay(EpsilonGreedyRouter(seed=4), ds, lam=1.0, seed=3)
     assert not np.array_equal(other.rows, runs[0].rows)
+    batched = replay(EpsilonGreedyRouter(seed=4), ds, lam=1.0, seed=2, batch_size=50)  # feedback every 50
+    assert batched.arms.shape == (300,) and not np.array_equal(batched.arms, runs[0].arms)
+    with pytest.raises(InvalidInputError):
+        replay(EpsilonGreedyRouter(), ds, lam=1.0, batch_size=0)
 
 
 def test_unknown_outcomes_are_dropped_and_errors():
