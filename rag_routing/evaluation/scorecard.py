@@ -127,7 +127,11 @@ def evaluate_router(router: Router, test: RoutingDataset, ref: Reference, *, nam
                     kind: str = "router", n_lambdas: int = DEFAULT_N_LAMBDAS) -> RouterResult:
     """Sweep a fitted ``router`` on ``test`` and compute every metric (RouteLLM's too for two candidates)."""
     start = time.perf_counter()
-    points = sweep_router(router, test, n_lambdas)
+    # Cascades pay for every candidate they call: they report their own operating points instead of a λ sweep.
+    if hasattr(router, "operating_points"):
+        points = router.operating_points(test)
+    else:
+        points = sweep_router(router, test, n_lambdas)
     result = summarise(name or router.name, kind, points, ref)
     if ref.strong is not None:
         if type(router).score is Router.score and points.predicted is not None:  # the default score: S_s - S_w

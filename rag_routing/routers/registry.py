@@ -31,6 +31,8 @@ _BUILTIN: dict[str, str] = {
     "lri": "rag_routing.routers.bandits:LinearRewardInactionRouter",
     "linucb": "rag_routing.routers.bandits:LinUCBRouter",
     "thompson": "rag_routing.routers.bandits:ThompsonRouter",
+    "cascade": "rag_routing.routers.cascade:CascadeRouter",
+    "multi_cascade": "rag_routing.routers.multi_cascade:MultiChoiceCascade",
 }
 _REGISTERED: dict[str, type] = {}
 
