@@ -1,0 +1,127 @@
+"""The ``rag-routing serve`` command: arguments, and building the app from files and URLs.
+
+``rag-routing serve ROUTER.npz --keys KEYS.json [--host 127.0.0.1] [--port 8000] [--generator NAME=SPEC ...]
+[--ledger memory|sqlite:PATH|redis://...] [--budgets memory|sqlite:PATH|redis://...] [--quota N]
+[--quota-window SECONDS] [--max-tokens 256]``
+
+* ``ROUTER.npz``: a router saved with ``Router.save`` (loaded with :func:`~rag_routing.routers.base.load_router`:
+  no code runs from the file).
+* ``--generator NAME=SPEC`` per candidate: ``local`` (the offline SmolLM2-135M), a local model folder /
+  ``.gguf`` file / hub id (:class:`~rag_routing.llms.local.LocalLLM`), or ``echo`` (answers with the question;
+  for smoke tests). Candidates without one get ``local``.
+* ``--ledger`` / ``--budgets``: where entries and per-key budgets live; a ``redis://`` URL shares them between
+  server processes (``pip install 'rag-routing[redis]'``).
+* ``--quota N``: at most N routes per key to the router's most expensive candidate per ``--quota-window``.
+
+Example:
+    >>> parser = argparse.ArgumentParser(prog="rag-routing")
+    >>> add_serve_arguments(parser.add_subparsers(dest="command").add_parser("serve"))
+    >>> args = parser.parse_args(["serve", "r.npz", "--keys", "k.json", "--generator", "small=echo"])
+    >>> args.port, args.generator, args.ledger
+    (8000, ['small=echo'], 'memory')
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rag_routing.errors import InvalidInputError
+
+
+class EchoGenerator:
+    """Answers with the last user message (smoke tests of a deployment without a model)."""
+
+    def generate(self, messages: list[dict[str, str]]) -> str:
+        return next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``serve`` arguments to ``parser`` and set ``run`` to :func:`run_serve`."""
+    parser.add_argument("router", help="a router saved with Router.save (.npz)")
+    parser.add_argument("--keys", required=True, help="API keys JSON: {token: {principal, max_usd, max_tokens}}")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--generator", action="append", default=[], metavar="NAME=SPEC",
+                        help="generator of a candidate: local, a model path / hub id, or echo (repeatable)")
+    parser.add_argument("--ledger", default="memory", help="memory, sqlite:PATH or redis://URL (default memory)")
+    parser.add_argument("--budgets", default="memory", help="memory, sqlite:PATH or redis://URL (default memory)")
+    parser.add_argument("--quota", type=int, help="expensive routes allowed per key per --quota-window")
+    parser.add_argument("--quota-window", type=float, default=3600.0, help="quota window in seconds (default 3600)")
+    parser.add_argument("--max-tokens", type=int, default=256, help="output estimate for requests without one")
+    parser.add_argument("--quiet", action="store_true", help="less logging")
+    parser.set_defaults(run=run_serve)
+
+
+def _generator(spec: str, name: str) -> Any:
+    if spec == "echo":
+        return EchoGenerator()
+    from rag_routing.llms import LocalLLM
+
+    return LocalLLM(None if spec == "local" else spec, model_name=name, record_to_ledger=False)
+
+
+def _ledger(spec: str) -> Any:
+    from rag_routing.ledger import CostLedger, SQLiteStore
+
+    if spec == "memory":
+        return CostLedger()
+    if spec.startswith("sqlite:"):
+        return CostLedger.from_store(SQLiteStore(spec[len("sqlite:"):], namespace="serve"))
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        from rag_routing.ledger.redis_store import RedisLedgerStore
+
+        return CostLedger(store=RedisLedgerStore(spec, namespace="serve"))  # history stays in Redis
+    raise InvalidInputError(f"--ledger must be memory, sqlite:PATH or redis://URL, got {spec!r}")
+
+
+def _budgets(spec: str) -> Any:
+    from rag_routing.ledger import MemoryBudgetStore, SQLiteBudgetStore
+
+    if spec == "memory":
+        return MemoryBudgetStore()
+    if spec.startswith("sqlite:"):
+        return SQLiteBudgetStore(spec[len("sqlite:"):])
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        from rag_routing.ledger.redis_store import RedisBudgetStore
+
+        return RedisBudgetStore(spec)
+    raise InvalidInputError(f"--budgets must be memory, sqlite:PATH or redis://URL, got {spec!r}")
+
+
+def build_app(args: argparse.Namespace) -> Any:
+    """The app described by parsed ``serve`` arguments (nothing is started)."""
+    from rag_routing.routers.base import load_router
+    from rag_routing.server.app import create_app
+
+    router = load_router(args.router)
+    specs: dict[str, str] = {}
+    for item in args.generator:
+        name, sep, spec = item.partition("=")
+        if not sep or not name or not spec:
+            raise InvalidInputError(f"--generator takes NAME=SPEC, got {item!r}")
+        specs[name] = spec
+    unknown = set(specs) - set(router.candidates_)
+    if unknown:
+        raise InvalidInputError(f"--generator for unknown candidates {sorted(unknown)}; the router has "
+                                f"{router.candidates_}")
+    generators = {c: _generator(specs.get(c, "local"), c) for c in router.candidates_}
+    if args.quota is not None:
+        from rag_routing.security import ExpensiveRouteQuota, GuardedRouter
+
+        router = GuardedRouter(router, [ExpensiveRouteQuota(args.quota, args.quota_window)])
+    return create_app(router, generators, args.keys, ledger=_ledger(args.ledger), budget_store=_budgets(args.budgets),
+                      default_max_tokens=args.max_tokens)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Build the app and serve it until interrupted; returns the exit status."""
+    from rag_routing.server.app import serve
+
+    app = build_app(args)
+    print(f"serving {args.router} on http://{args.host}:{args.port}/v1/chat/completions (health: /health)")
+    serve(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
+    return 0
+
+
+__all__ = ["add_serve_arguments", "run_serve", "build_app", "EchoGenerator"]

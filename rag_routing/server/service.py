@@ -1,0 +1,216 @@
+"""The serving logic behind the HTTP layer: route (or force) a candidate, reserve the principal's budget,
+record what the call cost. No web framework here, so it is tested and reused without one.
+
+One request is: :meth:`ChatService.plan` (route or force, estimate, reserve: a refusal raises
+:class:`~rag_routing.errors.BudgetExceededError` *before* anything is generated) -> the generator runs ->
+:meth:`ChatService.settle` (record the route and the call in the ledger, commit the reservation) or
+:meth:`ChatService.abort` (release it). Costs: a candidate with a :class:`~rag_routing.candidates.Pricing` in
+``prices`` is charged by its tokens; otherwise at the router's expected cost per call for that candidate.
+
+Example:
+    >>> import numpy as np
+    >>> from rag_routing.evaluation.dataset import RoutingDataset
+    >>> from rag_routing.routers.baselines import CheapestRouter
+    >>> from rag_routing.server.keys import load_api_keys
+    >>> ds = RoutingDataset(["q1", "q2"], ["small", "large"], [[1, 1], [1, 1]], [[0.01, 0.1]] * 2)
+    >>> service = ChatService(CheapestRouter().fit(ds), {"small": lambda m: "hi", "large": lambda m: "HI"},
+    ...                       load_api_keys({"sk-test-123": {"principal": "alice", "max_usd": 0.015}}))
+    >>> key = service.keys.lookup("sk-test-123")
+    >>> plan = service.plan("auto", "hello", [{"role": "user", "content": "hello"}], key, max_tokens=8)
+    >>> entry = service.settle(plan, service.generators["small"].complete(plan.messages))
+    >>> plan.decision.candidate, round(entry.cost_usd, 3), service.budget(key).can_afford(usd=0.01)
+    ('small', 0.01, False)
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rag_routing.candidates import Pricing
+from rag_routing.decision import RoutingDecision
+from rag_routing.errors import InvalidInputError, RagRoutingError, UnknownCandidateError
+from rag_routing.ledger.budget import Budget, Reservation
+from rag_routing.ledger.budget_stores import BudgetStore, MemoryBudgetStore
+from rag_routing.ledger.entry import LedgerEntry
+from rag_routing.ledger.ledger import CostLedger
+from rag_routing.ledger.tokens import count_tokens
+from rag_routing.routers.base import Router
+from rag_routing.server.generation import Completion, GeneratorAdapter
+from rag_routing.server.keys import ApiKey, ApiKeys
+from rag_routing.server.schemas import ROUTE_ALIASES
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Plan:
+    """A routed, budgeted request waiting for its generation."""
+
+    decision: RoutingDecision
+    key: ApiKey
+    messages: list[dict[str, str]]
+    reservation: Reservation
+    input_tokens: int
+    forced: bool
+    route_seconds: float
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def candidate(self) -> str:
+        return self.decision.candidate
+
+
+class ChatService:
+    """Routing, budgets and the ledger for the chat endpoint (see the module docstring).
+
+    Args:
+        router: a fitted :class:`Router` (a :class:`~rag_routing.security.guards.GuardedRouter` gets the
+            principal, so per-principal guards apply; its guards also check forced requests).
+        generators: candidate name -> generator (anything :class:`GeneratorAdapter` accepts); every candidate
+            the router can choose needs one.
+        keys: the API keys (:func:`~rag_routing.server.keys.load_api_keys`).
+        ledger: where every call is recorded (default: an in-memory ledger).
+        budget_store: where per-principal budgets live (default: in memory; Redis/SQLite to share them).
+        prices: optional per-candidate token prices (else the router's expected cost per call is charged).
+        default_max_tokens: the output-token estimate of requests that give no ``max_tokens``.
+    """
+
+    def __init__(self, router: Router, generators: Mapping[str, Any], keys: ApiKeys, *,
+                 ledger: CostLedger | None = None, budget_store: BudgetStore | None = None,
+                 prices: Mapping[str, Pricing] | None = None, default_max_tokens: int = 256):
+        if not isinstance(router, Router):
+            raise InvalidInputError(f"the server needs a Router, got {type(router).__name__}")
+        router._check_fitted()
+        missing = [c for c in router.candidates_ if c not in generators]
+        if missing:
+            raise InvalidInputError(f"no generator for candidates {missing}; pass generators={{name: generator}}")
+        self.prices = dict(prices or {})
+        unpriced = [c for c in generators if c not in router.candidates_ and c not in self.prices]
+        if unpriced:
+            raise InvalidInputError(f"generators {unpriced} are not router candidates and have no price; "
+                                    "add them to prices={name: Pricing(...)}")
+        if any(c in ROUTE_ALIASES for c in generators):
+            raise InvalidInputError(f"candidate names {ROUTE_ALIASES} are reserved for routing")
+        self.router, self.keys = router, keys
+        self.generators = {name: GeneratorAdapter(name, g) for name, g in generators.items()}
+        self.ledger = ledger if ledger is not None else CostLedger()
+        self.budget_store = budget_store if budget_store is not None else MemoryBudgetStore()
+        self.default_max_tokens = default_max_tokens
+        self._expected = dict(zip(router.candidates_, map(float, router.mean_cost_)))
+        self._takes_principal = "principal" in inspect.signature(router.route).parameters
+        self._budgets: dict[ApiKey, Budget] = {}
+
+    def budget(self, key: ApiKey) -> Budget:
+        """The budget of ``key``'s principal (shared by every key and process using the same store)."""
+        budget = self._budgets.get(key)
+        if budget is None:
+            budget = self._budgets[key] = Budget(**key.limits(), scope="principal", principal=key.principal,
+                                                 store=self.budget_store)
+        return budget
+
+    # -- before generating --------------------------------------------------------------------------------------
+    def decide(self, model: str, query: str, principal: str) -> tuple[RoutingDecision, bool]:
+        """The routing decision for ``query`` (``model`` "auto"/"router"), or a forced one (a candidate)."""
+        if model in ROUTE_ALIASES:
+            if self._takes_principal:
+                return self.router.route([query], principal=principal)[0], False
+            return self.router.route([query])[0], False
+        if model not in self.generators:
+            raise UnknownCandidateError(f"unknown model {model!r}; use 'auto' to route or one of "
+                                        f"{sorted(self.generators)}")
+        names = list(self.generators)
+        costs = {c: self._call_cost(c, None, 1000, self.default_max_tokens) for c in names}  # nominal call
+        decision = RoutingDecision(candidate=model, index=names.index(model), quality={c: 0.0 for c in names},
+                                   cost=costs, lam=0.0, budget=None, reason=f"forced by the request: model={model!r}",
+                                   router="forced")
+        for guard in getattr(self.router, "guards", ()):  # quotas apply to forced expensive calls too
+            decision = guard.check_decision(decision, principal)
+        return decision, True
+
+    def _call_cost(self, candidate: str, decision: RoutingDecision | None, input_tokens: int,
+                   output_tokens: int) -> float:
+        pricing = self.prices.get(candidate)
+        if pricing is not None:
+            return pricing.cost(input_tokens, output_tokens)
+        if decision is not None and candidate in decision.cost:
+            return float(decision.cost[candidate])
+        return self._expected[candidate]
+
+    def plan(self, model: str, query: str, messages: list[dict[str, str]], key: ApiKey, *,
+             max_tokens: int | None = None) -> Plan:
+        """Route (or force), estimate the call and reserve it on the principal's budget.
+
+        Raises :class:`~rag_routing.errors.BudgetExceededError` (nothing reserved, nothing generated),
+        :class:`~rag_routing.errors.UnknownCandidateError` or :class:`~rag_routing.errors.InvalidInputError`.
+        """
+        started = time.perf_counter()
+        decision, forced = self.decide(model, query, key.principal)
+        route_seconds = time.perf_counter() - started
+        input_tokens = sum(count_tokens(m["content"]) for m in messages)
+        output_tokens = max_tokens or self.default_max_tokens
+        usd = self._call_cost(decision.candidate, decision, input_tokens, output_tokens)
+        reservation = self.budget(key).reserve(usd=usd, tokens=input_tokens + output_tokens,
+                                               label=f"{key.principal}/{decision.candidate}")
+        return Plan(decision, key, messages, reservation, input_tokens, forced, route_seconds)
+
+    # -- after generating ---------------------------------------------------------------------------------------
+    def settle(self, plan: Plan, completion: Completion, *, partial: bool = False) -> LedgerEntry | None:
+        """Record the route and the call in the ledger and commit the reservation; returns the call's entry.
+
+        If the ledger store fails, the spend is still committed to the budget (the call happened) and the
+        entry is logged as JSON for replay; ``None`` is returned.
+        """
+        decision, key = plan.decision, plan.key
+        input_tokens = completion.input_tokens if completion.input_tokens is not None else plan.input_tokens
+        output_tokens = completion.output_tokens if completion.output_tokens is not None \
+            else (count_tokens(completion.text) if completion.text else 0)
+        cost = self._call_cost(decision.candidate, decision, input_tokens, output_tokens)
+        seconds = time.perf_counter() - plan.started
+        metadata = {"forced": plan.forced, "partial": partial, "finish_reason": completion.finish_reason}
+        try:
+            if not plan.forced:
+                self.ledger.record("route", self.router.name, cost_usd=decision.router_cost_usd,
+                                   seconds=plan.route_seconds, decision_id=decision.decision_id,
+                                   principal=key.principal, metadata={"candidate": decision.candidate})
+            return self.ledger.record(
+                "generate", decision.candidate, decision.candidate, input_tokens=input_tokens,
+                output_tokens=output_tokens, cost_usd=cost, seconds=seconds, decision_id=decision.decision_id,
+                principal=key.principal, metadata=metadata,
+                estimated=completion.input_tokens is None or completion.output_tokens is None,
+                reservation=plan.reservation)
+        except RagRoutingError as exc:
+            if plan.reservation.state == "open":
+                plan.reservation.commit(usd=cost, tokens=input_tokens + output_tokens, seconds=seconds)
+            logger.error("ledger write failed (%s); spend committed to the budget, entry to replay: %s", exc,
+                         json.dumps({"decision_id": decision.decision_id, "principal": key.principal,
+                                     "candidate": decision.candidate, "cost_usd": cost,
+                                     "input_tokens": input_tokens, "output_tokens": output_tokens}))
+            return None
+
+    def abort(self, plan: Plan) -> None:
+        """The generation failed before producing anything: give the reservation back."""
+        plan.reservation.release()
+
+    def routing_info(self, plan: Plan, entry: LedgerEntry | None = None) -> dict[str, Any]:
+        """The ``x_rag_routing`` extension field of a response."""
+        d = plan.decision
+        info: dict[str, Any] = {
+            "candidate": d.candidate, "reason": d.reason, "decision_id": d.decision_id, "router": d.router,
+            "forced": plan.forced, "principal": plan.key.principal, "router_seconds": plan.route_seconds,
+            "estimated_cost_usd": plan.reservation.amounts.usd,
+        }
+        if entry is not None:
+            info["cost_usd"] = entry.cost_usd
+        guards = d.metadata.get("guards")
+        if guards:
+            info["guards"] = guards
+        return info
+
+
+__all__ = ["ChatService", "Plan"]
