@@ -47,6 +47,9 @@ _EXPORTS: dict[str, str] = {
     "count_tokens": "rag_routing.ledger",
     "SQLiteStore": "rag_routing.ledger",
     "MemoryStore": "rag_routing.ledger",
+    "RedisLedgerStore": "rag_routing.ledger",
+    "RedisBudgetStore": "rag_routing.ledger",
+    "GuardedRouter": "rag_routing.security",
     # featurizers
     "SentenceTransformerEmbedder": "rag_routing.embeddings",
     "TfidfFeaturizer": "rag_routing.embeddings",

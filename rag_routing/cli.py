@@ -5,6 +5,8 @@
   (:mod:`rag_routing.evaluation.benchmark`); prints a table, optionally writes JSON and a plot.
 * ``rag-routing demo [--corpus FILE]``: the routed RAG chatbot over the bundled corpus (offline: local MiniLM,
   FAISS, BM25 and SmolLM2): decision traces, the ledger and the bill against an always-biggest pipeline.
+* ``rag-routing serve ROUTER.npz --keys KEYS.json``: an OpenAI-compatible HTTP endpoint in front of a router
+  (:mod:`rag_routing.server`).
 * ``rag-routing bench-demo [--data ../shared/data]``: a small benchmark on the shared RouteLLM MMLU data.
 
 The logic lives in :mod:`rag_routing.evaluation`; this module only parses arguments and prints.
@@ -123,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("--embedder", default="tfidf", help="query features (default tfidf: fast, no torch)")
     _outputs(quick)
     quick.set_defaults(run=_bench_demo)
+
+    from rag_routing.server.launch import add_serve_arguments
+
+    add_serve_arguments(commands.add_parser("serve", help="OpenAI-compatible /v1/chat/completions in front of a "
+                                            "saved router (bearer keys, per-key budgets, streaming)"))
     return parser
 
 

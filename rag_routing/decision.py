@@ -29,7 +29,10 @@ ArrayLike = Any
 
 
 def _as_matrix(values: ArrayLike, what: str) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64)
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInputError(f"{what} must be a rectangular array of numbers ({exc})") from None
     if array.ndim == 1:
         array = array[None, :]
     if array.ndim != 2 or array.shape[1] == 0:
@@ -40,7 +43,7 @@ def _as_matrix(values: ArrayLike, what: str) -> np.ndarray:
 def _validate(quality: ArrayLike, cost: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     S = _as_matrix(quality, "quality")
     C = _as_matrix(cost, "cost")
-    if C.shape[0] == 1 and S.shape[0] > 1:
+    if C.shape[0] == 1 and S.shape[0] > 1 and C.shape[1] == S.shape[1]:
         C = np.broadcast_to(C, S.shape)
     if S.shape != C.shape:
         raise InvalidInputError(f"quality {S.shape} and cost {C.shape} must have the same shape")
@@ -67,6 +70,17 @@ def _resolve_fallback(fallback: int | str | None, n_candidates: int, candidates:
     return index
 
 
+def _budget_column(budget: ArrayLike, n_rows: int) -> np.ndarray:
+    """A scalar or per-row budget as an ``(n, 1)`` (or scalar) array; any other shape is an error."""
+    try:
+        B = np.asarray(budget, dtype=np.float64)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInputError(f"budget must be a number or one number per query ({exc})") from None
+    if B.shape not in ((), (n_rows,), (n_rows, 1)):
+        raise InvalidInputError(f"budget has shape {B.shape}; expected a scalar or ({n_rows},) for {n_rows} queries")
+    return B.reshape(n_rows, 1) if B.ndim else B
+
+
 def utilities(quality: ArrayLike, cost: ArrayLike, lam: float = 0.0, budget: ArrayLike | None = None) -> np.ndarray:
     """``S - λ·C`` with ``-inf`` where a candidate's cost exceeds the budget."""
     S, C = _validate(quality, cost)
@@ -74,9 +88,7 @@ def utilities(quality: ArrayLike, cost: ArrayLike, lam: float = 0.0, budget: Arr
         raise InvalidInputError(f"lam must be a finite number >= 0, got {lam}")
     U = S - lam * C
     if budget is not None:
-        B = np.asarray(budget, dtype=np.float64)
-        if B.ndim == 1:
-            B = B[:, None]
+        B = _budget_column(budget, S.shape[0])
         if np.isnan(B).any() or (B < 0).any():
             raise InvalidInputError("budget must be >= 0 (use None for no budget)")
         U = np.where(C <= B, U, -np.inf)
@@ -191,7 +203,7 @@ def decide(
         raise InvalidInputError(f"{len(names)} candidate names for {S.shape[1]} columns")
     chosen = select(S, C, lam, budget, fallback, names)
     U = utilities(S, C, lam, budget)
-    budgets = np.broadcast_to(np.asarray(budget, dtype=float), (S.shape[0],)) if budget is not None else None
+    budgets = None if budget is None else np.broadcast_to(_budget_column(budget, S.shape[0]), (S.shape[0], 1))[:, 0]
     own_costs = np.broadcast_to(np.asarray(router_cost_usd, dtype=float), (S.shape[0],))
     decisions = []
     for row, j in enumerate(chosen.tolist()):
@@ -248,6 +260,8 @@ def calibrate(
         λ >= 0. When even λ = 0 sends fewer rows than the target, 0.0 is returned.
     """
     S, C = _validate(quality, cost)
+    if S.shape[0] == 0:
+        raise InvalidInputError("cannot calibrate on zero rows; pass at least one query's quality and cost")
     if not 0.0 <= target_share <= 1.0:
         raise InvalidInputError(f"target_share must be in [0, 1], got {target_share}")
     if expensive is None:

@@ -253,6 +253,8 @@ class TfidfFeaturizer:
         if self.components_ is None:
             raise NotFittedError("TfidfFeaturizer is not fitted; call fit(texts) first")
         texts = _check_texts(texts)
+        if not texts:
+            return np.zeros((0, self.components_.shape[0]), dtype=np.float32)
         X = self._vectorizer_from_state().transform(texts)
         return _normalise(np.asarray(X @ self.components_.T))
 

@@ -43,20 +43,10 @@ anything = st.one_of(weird_numbers, any_text, st.binary(max_size=20), st.lists(s
                      st.dictionaries(st.text(max_size=5), st.integers(), max_size=3))
 
 
-# Bugs found by these tests in modules owned by others, reported with a minimal fix (see the strict xfail
-# regression tests at the end). Until fixed, an untyped error raised *by that function* is tolerated by the
-# property tests; anything else still fails them. Remove an entry when its regression test starts passing.
+# Bugs found by these tests are listed here while they are open (with the regression test at the end): an
+# untyped error raised *by that function* is tolerated by the property tests; anything else fails them.
+# Every bug found so far (B1-B10) is fixed, so the list is empty.
 KNOWN_BUGS: dict[str, tuple[str, str]] = {
-    "B1": ("rag_routing/decision.py", "_validate"),        # cost row of another width: numpy broadcast error
-    "B2": ("rag_routing/decision.py", "_as_matrix"),       # ragged / non-numeric arrays: bare ValueError
-    "B3": ("rag_routing/decision.py", "calibrate"),        # zero rows: np.ptp of an empty array
-    "B4": ("rag_routing/routers/base.py", "validate_queries"),  # None / an int as queries: TypeError
-    "B5": ("rag_routing/embeddings.py", "transform"),      # TF-IDF routers on an empty batch (sklearn refuses)
-    "B6": ("rag_routing/routers/bandits/feedback.py", "finite"),  # non-numeric reward: bare ValueError
-    "B7": ("rag_routing/routers/bandits/feedback.py", "get"),     # unhashable decision id: TypeError
-    "B9": ("rag_routing/decision.py", "utilities"),        # a budget array of the wrong shape
-    "B9'": ("rag_routing/decision.py", "decide"),          # ... (the same, in decide's own broadcast)
-    "B10": ("rag_routing/routers/persistence.py", "read_state"),  # damaged zip header: NotImplemented/RuntimeError
 }
 
 
@@ -273,62 +263,44 @@ def test_bandit_feedback_is_validated(reward, quality, cost, decision_id):
     typed_or_valid(router.update, decision_id, reward=1.0)
 
 
-# -- regression tests of the bugs above (strict xfail: they start failing once the bug is fixed) ---------------
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="B1: decision._validate broadcasts a (1, m) cost row "
-                   "to quality of another width; check the width before broadcasting")
+# -- regression tests of the bugs these tests found (B1-B10, all fixed) ------------------------------------------
 def test_b1_cost_row_of_another_width():
     with pytest.raises(InvalidInputError):
         select([[0.0], [0.0]], [0.0, 0.0])
 
 
-@pytest.mark.xfail(strict=True, raises=(ValueError, TypeError), reason="B2: decision._as_matrix lets numpy's "
-                   "ValueError/TypeError out for ragged or non-numeric input; wrap np.asarray")
 def test_b2_ragged_matrix():
     with pytest.raises(InvalidInputError):
         select([[1.0, 2.0], [3.0]], [[0.1, 0.2]])
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="B3: decision.calibrate on zero rows: np.ptp of an "
-                   "empty array; refuse an empty quality matrix")
 def test_b3_calibrate_on_no_rows():
     with pytest.raises(InvalidInputError):
         calibrate(np.zeros((0, 2)), np.zeros((0, 2)), 0.5)
 
 
-@pytest.mark.xfail(strict=True, raises=(TypeError, pytest.fail.Exception),
-                   reason="B4: routers.base.validate_queries iterates None / an int (TypeError) and bytes (b'' "
-                   "becomes an empty batch); refuse anything that is not a str or an iterable of str")
 @pytest.mark.parametrize("bad", [None, 42, b""])
 def test_b4_non_iterable_queries(bad):
     with pytest.raises(InvalidInputError):
         ROUTERS["best"].route(bad)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="B5: TfidfFeaturizer.transform([]) reaches sklearn, "
-                   "which refuses 0 samples; return an empty (0, d) matrix as SentenceTransformerEmbedder does")
 def test_b5_empty_batch_on_a_tfidf_router():
     assert ROUTERS["knn"].route([]) == []
 
 
-@pytest.mark.xfail(strict=True, raises=(ValueError, pytest.fail.Exception), reason="B9: decision.utilities "
-                   "does not check a per-row budget's shape: numpy broadcast errors, or (n,) budgets for one row "
-                   "silently give n routes; require budget.shape in ((), (n,)) (and (n, 1))")
 @pytest.mark.parametrize("budget", [np.zeros((0, 0)), np.zeros(3), np.zeros((2, 2))])
 def test_b9_budget_of_the_wrong_shape(budget):
     with pytest.raises(InvalidInputError):
         select([[0.0, 0.0]], [[0.0, 0.0]], 0.0, budget)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="B6: bandits.feedback.finite lets numpy's ValueError "
-                   "out for a non-numeric reward; wrap np.asarray")
 def test_b6_non_numeric_reward():
     router = bandits.EpsilonGreedyRouter().start(["small", "large"], cost=[0.01, 0.2])
     with pytest.raises(InvalidInputError):
         router.update(router.route(["q"])[0].decision_id, reward="high")
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="B7: BanditRouter.update looks an unhashable decision "
-                   "id up in a dict; refuse non-str ids")
 def test_b7_unhashable_decision_id():
     router = bandits.EpsilonGreedyRouter().start(["small", "large"], cost=[0.01, 0.2])
     with pytest.raises(InvalidInputError):

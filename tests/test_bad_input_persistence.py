@@ -168,10 +168,6 @@ def test_loading_never_unpickles(saved, tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.xfail(strict=True, raises=(NotImplementedError, RuntimeError), reason="B10: routers.persistence."
-                   "read_state lets zipfile's NotImplementedError (damaged version / compression field) and "
-                   "RuntimeError (encryption flag) out; add them (and zlib.error) to the caught exceptions; "
-                   "bandits.store.decode_arrays has the same gap")
 @pytest.mark.parametrize("field, value", [(6, 65), (8, 1)], ids=["version-6.5", "encrypted-flag"])
 def test_b10_damaged_zip_header(saved, tmp_path, field, value):
     data = bytearray(saved["best"])
@@ -232,10 +228,7 @@ def test_a_foreign_or_garbage_ledger_file_is_corrupt(tmp_path, garbage):
     "UPDATE ledger_entries SET stage = '' WHERE seq = 3",
     "UPDATE ledger_entries SET cost_usd = 'lots' WHERE seq = 3",
     "UPDATE ledger_meta SET value = '99' WHERE key = 'schema_version'",
-    pytest.param("DROP TABLE ledger_entries", marks=pytest.mark.xfail(
-        strict=True, reason="B8: SQLiteStore._open re-creates a dropped ledger_entries table next to an existing "
-        "ledger_meta, so a tampered file opens as an empty ledger; check for ledger_meta before CREATE and raise "
-        "CorruptStateError when it exists without ledger_entries")),
+    "DROP TABLE ledger_entries",
 ])
 def test_tampered_rows_are_corrupt_not_silently_skipped(ledger_file, tmp_path, sql):
     path, _ = ledger_file

@@ -31,6 +31,8 @@ from rag_routing.ledger.scope import (
     ledger_scope,
     run_in_ledger_context,
 )
+from rag_routing.ledger.redis_bandit_store import RedisBanditStore
+from rag_routing.ledger.redis_store import RedisBudgetStore, RedisLedgerStore, StoreUnavailableError
 from rag_routing.ledger.stores import LedgerStore, MemoryStore, SQLiteStore
 from rag_routing.ledger.tokens import count_tokens, count_tokens_batch, parse_usage
 
@@ -62,4 +64,8 @@ __all__ = [
     "LedgerStore",
     "MemoryStore",
     "SQLiteStore",
+    "RedisLedgerStore",
+    "RedisBudgetStore",
+    "RedisBanditStore",
+    "StoreUnavailableError",
 ]

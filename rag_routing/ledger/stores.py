@@ -135,6 +135,10 @@ class SQLiteStore:
             result = conn.execute("PRAGMA quick_check").fetchone()
             if result is None or result[0] != "ok":
                 raise sqlite3.DatabaseError(f"integrity check failed: {result}")
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "ledger_meta" in tables and "ledger_entries" not in tables:
+            # An existing ledger lost its entries table: never re-create it empty as if nothing was spent.
+            raise sqlite3.DatabaseError("ledger_meta exists without ledger_entries (tampered or truncated ledger)")
         conn.executescript(_CREATE)
         columns = {row[1] for row in conn.execute("PRAGMA table_info(ledger_entries)")}
         missing = set(_COLUMNS) - columns

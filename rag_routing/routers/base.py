@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -37,6 +37,9 @@ def validate_queries(queries: Sequence[str] | str) -> list[str]:
     """Queries as a list of non-empty strings, or :class:`InvalidInputError` naming the bad one."""
     if isinstance(queries, str):
         queries = [queries]
+    if isinstance(queries, (bytes, bytearray)) or not isinstance(queries, Iterable):
+        raise InvalidInputError(f"queries must be a str or a list of str, got {type(queries).__name__}; decode bytes "
+                                "to text first")
     items = list(queries)
     for i, q in enumerate(items):
         if not isinstance(q, str):

@@ -67,6 +67,9 @@ class PendingDecisions:
 
     def get(self, decision_id: str) -> PendingDecision:
         """The pending decision, or :class:`UnknownDecisionError` saying why there is none."""
+        if not isinstance(decision_id, str):
+            raise InvalidInputError(f"decision ids are strings (RoutingDecision.decision_id), got "
+                                    f"{type(decision_id).__name__}")
         pending = self._items.get(decision_id)
         if pending is not None and self.ttl_s is not None and self.clock() - pending.created > self.ttl_s:
             del self._items[decision_id]
@@ -97,7 +100,10 @@ class PendingDecisions:
 
 def finite(values: Any, what: str) -> np.ndarray:
     """``values`` as a flat float array, or :class:`InvalidInputError` if any is NaN or infinite."""
-    array = np.asarray(values, dtype=np.float64).ravel()
+    try:
+        array = np.asarray(values, dtype=np.float64).ravel()
+    except (ValueError, TypeError):
+        raise InvalidInputError(f"{what} must be numbers, got {values!r}") from None
     if not np.isfinite(array).all():
         raise InvalidInputError(f"{what} must be finite numbers (got NaN or infinity); send the observed value")
     return array

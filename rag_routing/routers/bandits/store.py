@@ -27,6 +27,7 @@ import sqlite3
 import threading
 import time
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -57,7 +58,8 @@ def decode_arrays(data: bytes, where: str = "bandit store") -> Arrays:
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError,
+            zlib.error) as exc:
         raise CorruptStateError(f"{where}: stored bandit state is unreadable ({exc}); delete the key") from exc
 
 
