@@ -14,8 +14,7 @@ Names load lazily (PEP 562): importing this package imports llama-index only whe
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from rag_routing.lazy_exports import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "RoutingSelector": "rag_routing.integrations.llamaindex.selector",
@@ -34,14 +33,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'rag_routing.integrations.llamaindex' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
