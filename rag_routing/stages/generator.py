@@ -1,0 +1,233 @@
+"""Generator stage: which LLM answers (survey §4: LLM routing proper), with its price in the trace.
+
+An option of :class:`GeneratorRouter` is an LLM: an object with ``generate(messages, max_new_tokens=...,
+temperature=...)`` returning a :class:`~rag_routing.llms.generation.Generation` (or anything with ``.text``, or a
+str) — :class:`~rag_routing.llms.local.LocalLLM` is one — or a plain callable ``messages -> str``. Each is
+wrapped in an :class:`LLMOption`, which reads ``state.messages`` (or builds direct ones), generates
+deterministically, and writes ``state.answer``. The LLM records its own call in the ambient ledger (LocalLLM
+does, at $0); a plain callable is recorded here from counted tokens under its ``model``/``pricing``.
+
+:class:`PricedLLM` runs one model but bills it as another, named model: the offline demo prices the local
+SmolLM2-135M as ``gpt-4o`` to show an honest bill comparison without a key. Its ledger entries and trace say
+so (``metadata["hypothetical_price"] = True``, ``metadata["actual_model"]``).
+
+Example:
+    >>> from rag_routing.stages.state import RAGState
+    >>> stage = GeneratorRouter({"echo": lambda messages: "Lima"}, pricing={"echo": None})
+    >>> stage.invoke(RAGState(query="Capital of Peru?")).answer
+    'Lima'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from rag_routing.candidates import Pricing
+from rag_routing.errors import InvalidInputError
+from rag_routing.ledger.pricing import ZERO_PRICE, default_table
+from rag_routing.ledger.scope import current_ledger
+from rag_routing.stages.base import StageChoice, StageRouter
+from rag_routing.stages.prompt import DIRECT, extract_answer
+from rag_routing.stages.state import RAGState
+
+GENERATION_STAGE = "generation"
+
+
+def _text_of(result: Any) -> str:
+    if isinstance(result, str):
+        return result
+    text = getattr(result, "text", None)
+    if isinstance(text, str):
+        return text
+    content = getattr(result, "content", None)  # a chat message
+    if isinstance(content, str):
+        return content
+    raise InvalidInputError(f"the LLM returned {type(result).__name__}; expected a str or an object with .text")
+
+
+def call_llm(llm: Any, messages: list[dict[str, str]], max_new_tokens: int, *, model: str | None = None,
+             component: str = "llm", pricing: Pricing | None = None) -> str:
+    """The text of one greedy call of ``llm``.
+
+    An object with ``generate`` records itself in the ambient ledger (LocalLLM does); a plain callable
+    ``messages -> str`` is recorded here, tokens counted with tiktoken, priced with ``pricing`` (``None``: an
+    explicit $0, as a local call).
+    """
+    if callable(getattr(llm, "generate", None)):
+        return _text_of(llm.generate(messages, max_new_tokens=max_new_tokens, temperature=0.0))
+    started = time.perf_counter()
+    raw = _text_of(llm(messages))
+    ledger = current_ledger()
+    if ledger is not None:
+        ledger.record_call(stage=GENERATION_STAGE, model=model or component, component=component,
+                           input_text="\n".join(m["content"] for m in messages), output_text=raw,
+                           seconds=time.perf_counter() - started, pricing=pricing or ZERO_PRICE,
+                           metadata={"local": pricing is None})
+    return raw
+
+
+class PricedLLM:
+    """Run ``llm`` but record each call priced as the model ``price_as`` (a hypothetical bill).
+
+    Args:
+        llm: the model that really runs (e.g. :class:`~rag_routing.llms.local.LocalLLM`). If it has a
+            ``record_to_ledger`` attribute, a shallow copy with recording switched off is used, so the call is
+            recorded once, here.
+        price_as: a model of the price table (e.g. ``"gpt-4o"``), or pass ``pricing``.
+        name: the model name shown in traces (default ``"<actual> priced as <price_as>"``).
+        pricing: explicit prices (overrides the table look-up of ``price_as``).
+    """
+
+    def __init__(self, llm: Any, price_as: str, *, name: str | None = None, pricing: Pricing | None = None):
+        if not callable(getattr(llm, "generate", None)):
+            raise InvalidInputError("PricedLLM wraps an object with generate(messages, ...)")
+        self.llm = llm
+        if hasattr(llm, "record_to_ledger"):
+            self.llm = copy.copy(llm)
+            self.llm.record_to_ledger = False
+        self.price_as = price_as
+        info = default_table().find(price_as)
+        if pricing is None and info is None:
+            raise InvalidInputError(f"no price known for {price_as!r}; pass pricing=Pricing(...)")
+        self.pricing = pricing or info.pricing  # type: ignore[union-attr]
+        self.actual_model = str(getattr(llm, "model_name", type(llm).__name__))
+        self.model_name = name or f"{self.actual_model} priced as {price_as}"
+
+    def generate(self, messages: Any, **kwargs: Any) -> Any:
+        generation = self.llm.generate(messages, **kwargs)
+        ledger = current_ledger()
+        if ledger is not None:
+            params = getattr(self.llm, "params_billion", None)
+            ledger.record_call(
+                stage=GENERATION_STAGE, model=self.price_as, component=self.model_name,
+                input_tokens=generation.input_tokens, output_tokens=generation.output_tokens,
+                seconds=generation.seconds, pricing=self.pricing, params_billion=params,
+                metadata={"hypothetical_price": True, "actual_model": self.actual_model, "price_as": self.price_as},
+                estimated=False)
+        return generation
+
+    async def agenerate(self, messages: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(self.generate, messages, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"PricedLLM({self.actual_model!r} priced as {self.price_as!r})"
+
+
+class LLMOption:
+    """An LLM as a generator-stage option: ``state.messages`` in, ``state.answer`` out.
+
+    Args:
+        llm: an object with ``generate(messages, max_new_tokens=, temperature=)`` or a callable
+            ``messages -> str``.
+        name: the option name.
+        max_new_tokens: default answer budget (``state.metadata["max_new_tokens"]`` overrides it).
+        model: model id for traces and, for plain callables, the ledger (default: ``llm.model_name``).
+        pricing: for plain callables (which record nothing themselves): price of their counted tokens;
+            ``None`` records them at an explicit $0 as a local call.
+    """
+
+    def __init__(self, llm: Any, name: str, *, max_new_tokens: int = 32, model: str | None = None,
+                 pricing: Pricing | None = None):
+        if not (callable(getattr(llm, "generate", None)) or callable(llm)):
+            raise InvalidInputError(f"generator option {name!r} must have generate(messages, ...) or be callable")
+        self.llm, self.name = llm, name
+        self.max_new_tokens = int(max_new_tokens)
+        self.model = model or str(getattr(llm, "model_name", name))
+        self.pricing = pricing
+        self.records_itself = callable(getattr(llm, "generate", None))
+
+    def price_info(self) -> dict[str, Any]:
+        """Model name and $/1M tokens for the trace."""
+        pricing = getattr(self.llm, "pricing", None) or self.pricing
+        if pricing is None and isinstance(getattr(self.llm, "model_name", None), str):
+            info = default_table().find(self.llm.model_name)
+            pricing = info.pricing if info is not None else None
+        out: dict[str, Any] = {"model": self.model}
+        if pricing is not None:
+            out["usd_per_mtok_in"], out["usd_per_mtok_out"] = pricing.input_per_mtok, pricing.output_per_mtok
+        if isinstance(self.llm, PricedLLM):
+            out.update(hypothetical_price=True, actual_model=self.llm.actual_model, price_as=self.llm.price_as)
+        return out
+
+    def _messages(self, state: RAGState) -> list[dict[str, str]]:
+        return state.messages or DIRECT.messages(state)
+
+    def _budget(self, state: RAGState) -> int:
+        return int(state.metadata.get("max_new_tokens") or self.max_new_tokens)
+
+    def _finish(self, state: RAGState, messages: list[dict[str, str]], raw: str) -> RAGState:
+        answer = extract_answer(raw, state.metadata.get("answer_prefix"))
+        return state.evolve(messages=messages, answer=answer,
+                            metadata={**state.metadata, "raw_answer": raw, "generator_model": self.model})
+
+    def invoke(self, state: RAGState) -> RAGState:
+        messages = self._messages(state)
+        raw = call_llm(self.llm, messages, self._budget(state), model=self.model, component=self.name,
+                       pricing=self.pricing)
+        return self._finish(state, messages, raw)
+
+    async def ainvoke(self, state: RAGState) -> RAGState:
+        agenerate = getattr(self.llm, "agenerate", None)
+        if self.records_itself and callable(agenerate):
+            messages = self._messages(state)
+            raw = _text_of(await agenerate(messages, max_new_tokens=self._budget(state), temperature=0.0))
+            return self._finish(state, messages, raw)
+        return await asyncio.to_thread(self.invoke, state)
+
+    def __repr__(self) -> str:
+        return f"LLMOption({self.name!r}, model={self.model!r})"
+
+
+class GeneratorRouter(StageRouter):
+    """Chooses the LLM that answers (the trace step names the model and its price).
+
+    Args:
+        llms: ``{name: LLM}`` (objects with ``generate`` or callables ``messages -> str``; an
+            :class:`LLMOption` is used as is).
+        router: any Router over those names (e.g. fitted with :meth:`fit_from_outcomes` on per-query
+            correctness and per-query $), or ``None`` for ``default``.
+        max_new_tokens: default answer budget (the prompt stage may raise it, e.g. for chain-of-thought).
+        pricing: ``{name: Pricing or None}`` for plain callables (see :class:`LLMOption`).
+        default, lam, budget, name: see :class:`~rag_routing.stages.base.StageRouter`.
+    """
+
+    stage = "generator"
+
+    def __init__(self, llms: Mapping[str, Any], *, router: Any = None, default: str | None = None,
+                 lam: float | None = None, budget: float | None = None, max_new_tokens: int = 32,
+                 pricing: Mapping[str, Pricing | None] | None = None, name: str | None = None):
+        if not isinstance(llms, Mapping) or not llms:
+            raise InvalidInputError("GeneratorRouter needs a non-empty mapping {name: llm}")
+        pricing = dict(pricing or {})
+        options = {key: llm if isinstance(llm, LLMOption) else
+                   LLMOption(llm, key, max_new_tokens=max_new_tokens, pricing=pricing.get(key))
+                   for key, llm in llms.items()}
+        super().__init__(options, router=router, default=default, lam=lam, budget=budget, name=name)
+
+    def _run(self, choice: StageChoice, state: RAGState) -> tuple[RAGState, str, dict[str, Any]]:
+        result, reported, extra = super()._run(choice, state)
+        return result, reported, {**extra, **self.options[choice.choice].price_info()}  # type: ignore[union-attr]
+
+    async def _arun(self, choice: StageChoice, state: RAGState) -> tuple[RAGState, str, dict[str, Any]]:
+        result, reported, extra = await super()._arun(choice, state)
+        return result, reported, {**extra, **self.options[choice.choice].price_info()}  # type: ignore[union-attr]
+
+    @property
+    def models(self) -> dict[str, str]:
+        """``{option: model id}``."""
+        return {key: option.model for key, option in self.options.items()}  # type: ignore[union-attr]
+
+
+def as_generator(llm: Any, name: str | None = None, **kwargs: Any) -> GeneratorRouter:
+    """A one-option generator stage around ``llm`` (a :class:`GeneratorRouter` is returned as is)."""
+    if isinstance(llm, GeneratorRouter):
+        return llm
+    key = name or str(getattr(llm, "model_name", "llm"))
+    return GeneratorRouter({key: llm}, **kwargs)
+
+
+__all__ = ["GeneratorRouter", "LLMOption", "PricedLLM", "as_generator", "call_llm", "GENERATION_STAGE"]
