@@ -24,6 +24,7 @@ from rag_routing.pool import (
     select_anchor_queries,
 )
 from rag_routing.routers.bandits import EpsilonGreedyRouter, LinUCBRouter
+from rag_routing.routers.baselines import BestSingleRouter
 from rag_routing.routers.similarity import ClusterRouter, KNNRouter
 
 EMB = "toy"
@@ -94,14 +95,31 @@ def test_profile_with_imputation_and_unsupported_routers():
     ds = topics()
     anchors = select_anchor_queries(ds, 8, "uncertainty", candidates=["cheap", "mid", "big"])
     router = cluster_router(ds.select_candidates(["cheap", "mid", "big"]))
-    knn = KNNRouter(k=5, featurizer=PrecomputedFeaturizer(EMB)).fit(ds.select_candidates(["cheap", "mid", "big"]))
+    best = BestSingleRouter().fit(ds.select_candidates(["cheap", "mid", "big"]))
     y = ds.quality[anchors, ds.candidate_index("copy")]
-    with pytest.raises(InvalidInputError, match="KNNRouter"):
-        profile_candidate("copy", y, ds.subset(anchors), cost=0.03, routers=[router, knn])
+    with pytest.raises(InvalidInputError, match="BestSingleRouter"):
+        profile_candidate("copy", y, ds.subset(anchors), cost=0.03, routers=[router, best])
     assert router.candidates_ == ["cheap", "mid", "big"]  # nothing changed
-    profile = profile_candidate("copy", y, ds.subset(anchors), cost=0.03, routers=[router, knn],
+    profile = profile_candidate("copy", y, ds.subset(anchors), cost=0.03, routers=[router, best],
                                 impute_from=ds.select_candidates(["cheap", "mid", "big"]), skip_unsupported=True)
     assert profile.imputed and profile.routers == ["cluster"] and profile.mean_outcome > 0.95
+
+
+def test_knn_uses_a_candidate_profiled_on_anchors_without_refitting(tmp_path):
+    ds = topics()
+    base = ds.select_candidates(["cheap", "mid", "big"])
+    knn = KNNRouter(k=5, featurizer=PrecomputedFeaturizer(EMB)).fit(base)
+    anchors = select_anchor_queries(ds, 12, "cluster", candidates=["cheap", "mid", "big"])
+    y = ds.quality[anchors, ds.candidate_index("copy")]
+    profile_candidate("copy", y, ds.subset(anchors), cost=0.03, routers=[knn])
+    assert knn.candidates_ == ["cheap", "mid", "big", "copy"]
+    full = KNNRouter(k=5, featurizer=PrecomputedFeaturizer(EMB)).fit(ds.select_candidates(knn.candidates_))
+    # "copy" is right wherever "big" is: its estimate from a dozen anchors tracks the fully fitted router's.
+    assert np.abs(knn.predict_quality(ds)[:, 3] - full.predict_quality(ds)[:, 3]).mean() < 0.15
+    loaded = type(knn).load(knn.save(tmp_path / "knn.npz"))
+    assert np.allclose(loaded.predict_quality(ds), knn.predict_quality(ds), atol=1e-6)
+    remove_candidate("copy", [knn])
+    assert knn.candidates_ == ["cheap", "mid", "big"] and len(knn.train_quality_) == len(base)
 
 
 def test_dominated_and_redundant_candidates():
@@ -143,10 +161,13 @@ def test_remove_candidate_from_every_router_or_none():
     remove_candidate("copy", [cluster, bandit])
     assert "copy" not in cluster.candidates_ and "copy" not in bandit.candidates_
     assert cluster.predict_quality(ds).shape == bandit.predict_quality(ds).shape == (len(ds), 4)
-    knn = KNNRouter(k=5, featurizer=PrecomputedFeaturizer(EMB)).fit(ds)
+    best = BestSingleRouter().fit(ds)
     with pytest.raises(InvalidInputError, match="nothing was changed"):
-        remove_candidate("worse", [cluster, knn])
+        remove_candidate("worse", [cluster, best])
     assert "worse" in cluster.candidates_
+    knn = KNNRouter(k=5, featurizer=PrecomputedFeaturizer(EMB)).fit(ds)
+    remove_candidate("worse", [cluster, knn])
+    assert "worse" not in knn.candidates_ and knn.predict_quality(ds).shape == (len(ds), 4)
     with pytest.raises(InvalidInputError, match="does not know"):
         remove_candidate("copy", [cluster])
 

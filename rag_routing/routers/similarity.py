@@ -17,7 +17,14 @@ import numpy as np
 from rag_routing.errors import CorruptStateError, InvalidInputError
 from rag_routing.evaluation.dataset import RoutingDataset
 from rag_routing.routers.base import Router, RouterInput
-from rag_routing.routers.neighbours import MemoryRouter, check_choice, check_float, check_int, neighbour_sums
+from rag_routing.routers.neighbours import (
+    MemoryRouter,
+    NeighbourIndex,
+    check_choice,
+    check_float,
+    check_int,
+    neighbour_sums,
+)
 
 
 class KNNRouter(MemoryRouter):
@@ -58,10 +65,18 @@ class KNNRouter(MemoryRouter):
         self.temperature = check_float("temperature", temperature, open_low=True)
         self.prior = check_float("prior", prior)
 
+    #: A candidate known on fewer than this share of the memory (one added from anchors) gets its own neighbour
+    #: search over the rows that know it; otherwise its k nearest neighbours would mostly be unknown for it.
+    sparse_share = 0.5
+
     def _prepare(self) -> None:
         known = ~np.isnan(self.train_quality_)
         # One table, one sparse product: weighted sums of outcomes and of "outcome known" per candidate.
         self._table = np.hstack([np.where(known, self.train_quality_, 0.0), known]).astype(np.float64)
+        self._sparse = {}
+        for j in np.flatnonzero(known.mean(axis=0) < self.sparse_share):
+            rows = np.flatnonzero(known[:, j])
+            self._sparse[int(j)] = (rows, NeighbourIndex(self.train_features_[rows], ivf_threshold=None))
 
     def _weights(self, sims: np.ndarray) -> np.ndarray:
         if self.weighting == "uniform":
@@ -77,7 +92,52 @@ class KNNRouter(MemoryRouter):
         num = sums[:, :m] + self.prior * self.global_quality_
         den = sums[:, m:] + self.prior
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(den > 0, num / np.where(den > 0, den, 1.0), self.global_quality_)
+            S = np.where(den > 0, num / np.where(den > 0, den, 1.0), self.global_quality_)
+        for j, (rows, index) in self._sparse.items():  # a loop over sparse candidates, not over the memory
+            sims, idx = index.search(features, self.k)
+            valid = idx >= 0
+            weights = np.where(valid, self._weights(sims), 0.0)
+            outcomes = self.train_quality_[rows, j].astype(np.float64)[np.where(valid, idx, 0)]
+            num_j = (weights * outcomes).sum(axis=1) + self.prior * self.global_quality_[j]
+            den_j = weights.sum(axis=1) + self.prior
+            S[:, j] = np.where(den_j > 0, num_j / np.where(den_j > 0, den_j, 1.0), self.global_quality_[j])
+        return S
+
+    def add_candidate(self, name: str, outcomes: Sequence[float] | np.ndarray, queries_or_features: RouterInput,
+                      *, cost: float) -> KNNRouter:
+        """Add ``name`` from its outcomes on a few queries (anchors), without refitting: the anchors join the
+        memory as rows where only ``name``'s outcome is known, and ``name`` is estimated from them alone."""
+        self._check_fitted()
+        if not isinstance(name, str) or not name.strip() or name in self.candidates_:
+            raise InvalidInputError(f"candidate name must be new and non-empty; got {name!r}")
+        y = np.asarray(outcomes, dtype=np.float32).ravel()
+        if np.isinf(y).any() or np.isnan(y).all():
+            raise InvalidInputError("outcomes must be finite, with at least one known (non-NaN) value")
+        cost = check_float("cost", cost)
+        F = self.features(queries_or_features)
+        if len(F) != len(y):
+            raise InvalidInputError(f"{len(y)} outcomes for {len(F)} queries")
+        m = len(self.candidates_)
+        old = np.hstack([self.train_quality_, np.full((len(self.train_quality_), 1), np.nan, dtype=np.float32)])
+        new = np.full((len(y), m + 1), np.nan, dtype=np.float32)
+        new[:, m] = y
+        self.candidates_ = [*self.candidates_, name]
+        self.mean_cost_ = np.append(self.mean_cost_, cost)
+        self._remember(np.vstack([self.train_features_, F]), np.vstack([old, new]))
+        return self
+
+    def remove_candidate(self, name: str) -> KNNRouter:
+        """Drop ``name``'s column; memory rows that only held its outcomes (its anchors) go too."""
+        self._check_fitted()
+        j = self._candidate_position(name)
+        if len(self.candidates_) == 1 or self.fallback == name:
+            raise InvalidInputError(f"cannot remove {name!r}: it is the last candidate or the fallback")
+        quality = np.delete(self.train_quality_, j, axis=1)
+        keep = ~np.isnan(quality).all(axis=1)
+        self.candidates_ = [c for c in self.candidates_ if c != name]
+        self.mean_cost_ = np.delete(self.mean_cost_, j)
+        self._remember(self.train_features_[keep], quality[keep])
+        return self
 
 
 class ClusterRouter(Router):
