@@ -202,7 +202,8 @@ def route_cross_validated(items: list[dict[str, Any]], cache: OutcomeCache, args
         train, test = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
         if test.size == 0:
             continue
-        dataset = complexity_dataset([queries[i] for i in train], {s: [outcomes[s][i] for i in train] for s in outcomes},
+        dataset = complexity_dataset([queries[i] for i in train],
+                                     {s: [outcomes[s][i] for i in train] for s in outcomes},
                                      {s: [costs[s][i] for i in train] for s in costs},
                                      fallback=[fallback[i] for i in train], threshold=0.5)
         router = ComplexityClassifierRouter(featurizer=make_featurizer(featurizer)).fit(dataset)
@@ -253,7 +254,8 @@ def print_musique(report: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"US $ = the ledger's tokens billed at {args.price_as}'s list price (hypothetical: the local model costs "
           f"$0); seconds = ledger seconds on this machine. Routed = complexity classifier (MiniLM), {args.folds}-fold "
           "cross-validated, silver label = simplest strategy whose answer contains the gold answer (routed-f1: "
-          "simplest strategy with the question's best F1), unanswered -> single-hop: single, multi-hop: multi; oracle = per question the strategy with the best F1 (upper bound, not a method).")
+          "simplest strategy with the question's best F1), unanswered -> single-hop: single, multi-hop: multi; "
+          "oracle = per question the strategy with the best F1 (upper bound, not a method).")
     header = f"{'subset':<11}{'strategy':<13}{'EM':>6}{'F1':>6}{'Acc':>6}{'recall':>8}{'docs':>6}{'LLM calls':>10}" \
              f"{'tok in':>8}{'tok out':>8}{'sec':>7}{'$/1k q':>9}"
     print(header)

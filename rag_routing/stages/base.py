@@ -159,7 +159,8 @@ class StageRouter:
     @router.setter
     def router(self, router: Any) -> None:
         if router is not None and not callable(getattr(router, "route_one", None)):
-            raise InvalidInputError(f"router must be a rag_routing Router (with route_one), got {type(router).__name__}")
+            raise InvalidInputError(
+                f"router must be a rag_routing Router (with route_one), got {type(router).__name__}")
         self._router = router
         self.check_router()
 

@@ -60,6 +60,7 @@ class DefaultComponents:
     def strategy_stage(self, *, trained: bool = True, **kwargs: Any) -> RetrievalStrategyRouter:
         """The retrieval-strategy stage; ``trained``: with the complexity classifier fitted on the bundled
         labelled examples (:data:`~rag_routing.stages.examples.COMPLEXITY_EXAMPLES`)."""
+        kwargs.setdefault("thought_tokens", 16)  # the follow-up sentence; short keeps the demo quick on a CPU
         stage = RetrievalStrategyRouter(self.retriever_stage, self.llm, k=self.k, max_steps=self.max_steps, **kwargs)
         if trained:
             queries, labels = zip(*COMPLEXITY_EXAMPLES)
@@ -75,7 +76,8 @@ class DefaultComponents:
     def parts(self) -> dict[str, Any]:
         """Keyword arguments of :class:`~rag_routing.stages.pipeline.RoutedRAG` for the default pipeline."""
         return {"retrieval_strategy": self.strategy_stage(), "context": self.context_stage(),
-                "prompt": PromptStrategyRouter(), "generator": GeneratorRouter({"smollm2-135m": self.llm})}
+                "prompt": PromptStrategyRouter(),
+                "generator": GeneratorRouter({"smollm2-135m": self.llm}, max_new_tokens=24)}
 
 
 def build_retrievers(documents: list[Document], embedder: Any = None) -> dict[str, Any]:
@@ -98,7 +100,7 @@ def build_components(corpus_path: str | os.PathLike[str] | None = None, *, llm: 
     if llm is None:
         from rag_routing.llms import LocalLLM
 
-        llm = LocalLLM(max_new_tokens=32)
+        llm = LocalLLM(max_new_tokens=24)
     stage = RetrieverRouter(retrievers, k=k, default="hybrid")
     return DefaultComponents(documents, retrievers, stage, llm, k, max_steps, embedder)
 

@@ -66,7 +66,7 @@ def _generator_labels() -> list[str]:
 def build_pipelines(parts: DefaultComponents) -> tuple[RoutedRAG, RoutedRAG]:
     """(routed, always-biggest) pipelines over the same indexes and the same local model."""
     big = PricedLLM(parts.llm, BIG_PRICE_AS, name=f"big: SmolLM2-135M priced as {BIG_PRICE_AS}")
-    generator = GeneratorRouter({"small": parts.llm, "big": big}, default="small")
+    generator = GeneratorRouter({"small": parts.llm, "big": big}, default="small", max_new_tokens=24)
     queries = [q for q, _ in COMPLEXITY_EXAMPLES]
     generator.fit_from_labels(queries, _generator_labels(), costs={"small": 0.0, "big": 1.0},
                               router=parts.classifier())
@@ -77,7 +77,7 @@ def build_pipelines(parts: DefaultComponents) -> tuple[RoutedRAG, RoutedRAG]:
         context=ContextRouter(parents=parts.context_stage().options["full"].parents,  # type: ignore[union-attr]
                               max_chunks=parts.k, default="full", self_route=False),
         prompt=PromptStrategyRouter(default="cot"),
-        generator=GeneratorRouter({"big": big}, max_new_tokens=64))
+        generator=GeneratorRouter({"big": big}))
     return routed, biggest
 
 

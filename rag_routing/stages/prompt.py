@@ -7,7 +7,8 @@ classification task (survey §4.2.3); :class:`PromptStrategyRouter` chooses amon
 The prompts (kept short: the default generator is a 135M-parameter model with a small attention span):
 
 * system, every strategy: "You answer questions. Use the context when one is given. Reply with the answer
-  only, in a few words." (without a context: "You are a friendly assistant. Reply briefly.") and, when the context stage allows it (Self-Route's first pass), "If the context does
+  only, in a few words." (without a context: "You are a friendly assistant. Reply briefly.") and, when
+  the context stage allows it (Self-Route's first pass), "If the context does
   not contain the answer, reply exactly: unanswerable";
 * ``direct``: the system message, earlier chat turns, then ``Context:\\n[1] title: text ...\\n\\nQuestion: q``;
 * ``cot``: asks for one or two short reasoning sentences, then ``Answer:`` and the answer; the generator keeps

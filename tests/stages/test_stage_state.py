@@ -16,7 +16,8 @@ def test_coerce_accepts_str_dict_and_state():
     assert state.query == "Who?" and state.answer is None and state.trace == []
     assert RAGState.coerce(state) is state
     assert RAGState.coerce({"question": "Why?"}).query == "Why?"
-    assert RAGState.coerce({"input": "How?", "history": [("user", "hi")]}).history == [{"role": "user", "content": "hi"}]
+    coerced = RAGState.coerce({"input": "How?", "history": [("user", "hi")]})
+    assert coerced.history == [{"role": "user", "content": "hi"}]
 
 
 @pytest.mark.parametrize("bad", ["", "   ", 3, None, {"context": "x"}, {"query": "q", "nope": 1}])
