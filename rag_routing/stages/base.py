@@ -62,6 +62,11 @@ class StageChoice:
     choice: str
     decision: Any  # RoutingDecision | None
     reason: str
+    #: Work done while choosing that the chosen option may reuse (e.g. a retrieval probe's documents).
+    prepared: Any = None
+    #: Seconds of the choice already recorded in the ledger by other entries (e.g. the probe's retrieval), so
+    #: the router's own entry does not count them twice.
+    recorded_seconds: float = 0.0
 
     def __iter__(self):  # ``choice, decision, reason = stage.choose(state)``
         return iter((self.choice, self.decision, self.reason))
@@ -225,11 +230,21 @@ class StageRouter:
         state = RAGState.coerce(state)
         if self._router is None:
             return StageChoice(self.default, None, f"fixed option {self.default!r} (no router)")
+        return self._route(self.routing_query(state))
+
+    def _check_router_ready(self) -> None:
         if not getattr(self._router, "is_fitted", True):
             raise NotFittedError(f"the router of stage {self.name!r} is not fitted; fit it (e.g. "
                                  f"{type(self).__name__}.fit_from_outcomes) or pass router=None")
         self.check_router()  # a refit may have changed the candidates
-        decision = self._router.route_one(self.routing_query(state), lam=self.lam, budget=self.budget)
+
+    def _route(self, routing_input: Any) -> StageChoice:
+        """The router's choice for one query's text, or for one row of features (a ``(1, d)`` array)."""
+        self._check_router_ready()
+        if isinstance(routing_input, str):
+            decision = self._router.route_one(routing_input, lam=self.lam, budget=self.budget)
+        else:
+            decision = self._router.route(routing_input, lam=self.lam, budget=self.budget)[0]
         if decision.candidate not in self.options:  # defensive: never run something else silently
             raise UnknownCandidateError(f"router chose {decision.candidate!r}, not an option of stage "
                                         f"{self.name!r} ({list(self.options)})")
@@ -301,8 +316,9 @@ class StageRouter:
         if choice.decision is not None:
             choice.decision.decision_id = step_id  # one id for the step, the decision and its entries
             router = self._router
+            seconds = max(0.0, time.perf_counter() - started - choice.recorded_seconds)
             collector.record(ROUTING_STAGE, f"{self.name}/{getattr(router, 'name', type(router).__name__)}",
-                             seconds=time.perf_counter() - started, cost_usd=choice.decision.router_cost_usd,
+                             seconds=seconds, cost_usd=choice.decision.router_cost_usd,
                              metadata={"rag_stage": self.name, "choice": choice.choice})
         return choice
 

@@ -30,15 +30,21 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from dataclasses import replace as dataclass_replace
 from typing import Any
 
+import numpy as np
+
+from rag_routing.embeddings import PrecomputedFeaturizer
 from rag_routing.errors import InvalidInputError
 from rag_routing.retrieval.documents import ScoredDocument
 from rag_routing.stages.base import Option, StageChoice, StageRouter, arun_option, run_option
 from rag_routing.stages.generator import call_llm
 from rag_routing.stages.complexity import STRATEGIES, ComplexityClassifierRouter, complexity_dataset
+from rag_routing.stages.retrieval_probe import PROBE_FEATURIZER, RetrievalProbe
 from rag_routing.stages.retriever import as_retriever_stage
 from rag_routing.stages.state import RAGState
 
@@ -56,6 +62,13 @@ class NoRetrieval:
 
     async def ainvoke(self, state: RAGState) -> RAGState:
         return self.invoke(state)
+
+    def resume(self, state: RAGState, probe: RAGState) -> RAGState:
+        """After a retrieval probe: drop its documents (its trace steps stay: it was paid for)."""
+        return self.invoke(state).evolve(trace=probe.trace)
+
+    async def aresume(self, state: RAGState, probe: RAGState) -> RAGState:
+        return self.resume(state, probe)
 
 
 class _Retrieval:
@@ -83,12 +96,17 @@ class SingleStepRetrieval(_Retrieval):
     """The ``single`` option: one retrieval with the query."""
 
     def invoke(self, state: RAGState) -> RAGState:
-        found = self.retrieve(state, state.query)
-        return self._done(state, found, found.documents, retrieval_queries=[state.query])
+        return self.resume(state, self.retrieve(state, state.query))
 
     async def ainvoke(self, state: RAGState) -> RAGState:
-        found = await self.aretrieve(state, state.query)
-        return self._done(state, found, found.documents, retrieval_queries=[state.query])
+        return self.resume(state, await self.aretrieve(state, state.query))
+
+    def resume(self, state: RAGState, probe: RAGState) -> RAGState:
+        """Answer from a retrieval probe's documents (the probe *is* the single retrieval)."""
+        return self._done(state, probe, probe.documents, retrieval_queries=[state.query])
+
+    async def aresume(self, state: RAGState, probe: RAGState) -> RAGState:
+        return self.resume(state, probe)
 
 
 def _llm_text(llm: Any, messages: list[dict[str, str]], max_new_tokens: int) -> str:
@@ -141,7 +159,13 @@ class MultiStepRetrieval(_Retrieval):
         return [replace(d, rank=i) for i, d in enumerate(docs, 1)]
 
     def invoke(self, state: RAGState) -> RAGState:
-        found = self.retrieve(state, state.query)
+        return self.resume(state, self.retrieve(state, state.query))
+
+    async def ainvoke(self, state: RAGState) -> RAGState:
+        return await self.aresume(state, await self.aretrieve(state, state.query))
+
+    def resume(self, state: RAGState, found: RAGState) -> RAGState:
+        """Continue from a first retrieval (``found``, e.g. a retrieval probe) with the follow-up steps."""
         docs, latest, queries = list(found.documents), list(found.documents), [state.query]
         for _ in range(1, self.max_steps):
             query = self._next_query(state.query, latest) if latest else None
@@ -155,8 +179,7 @@ class MultiStepRetrieval(_Retrieval):
             docs.extend(latest)
         return self._done(state, found, self._reranked(docs), retrieval_queries=queries)
 
-    async def ainvoke(self, state: RAGState) -> RAGState:
-        found = await self.aretrieve(state, state.query)
+    async def aresume(self, state: RAGState, found: RAGState) -> RAGState:
         docs, latest, queries = list(found.documents), list(found.documents), [state.query]
         for _ in range(1, self.max_steps):
             query = await asyncio.to_thread(self._next_query, state.query, latest) if latest else None
@@ -184,6 +207,11 @@ class RetrievalStrategyRouter(StageRouter):
             (see :meth:`fit_from_outcomes`); ``None`` uses ``default``.
         default: the option without a router (default ``"single"``).
         lam, budget, name: see :class:`~rag_routing.stages.base.StageRouter`.
+        probe: route *after* a first retrieval, on its scores (:mod:`rag_routing.stages.retrieval_probe`):
+            ``True`` (the default :class:`~rag_routing.stages.retrieval_probe.RetrievalProbe`), a
+            ``RetrievalProbe``, or ``None`` (route on the question alone, Adaptive-RAG). The chosen option
+            reuses the probe's documents. The router must be fitted on probe features
+            (:meth:`fit_from_outcomes` does it; default router: a ClusterRouter over retrieval-confidence bins).
     """
 
     stage = "retrieval_strategy"
@@ -191,7 +219,12 @@ class RetrievalStrategyRouter(StageRouter):
     def __init__(self, retriever: Any = None, llm: Any = None, *, k: int = 5, max_steps: int = 3,
                  options: Mapping[str, Option] | None = None, router: Any = None, default: str | None = None,
                  lam: float | None = None, budget: float | None = None, name: str | None = None,
-                 thought_tokens: int = 24):
+                 thought_tokens: int = 24, probe: bool | RetrievalProbe | None = None):
+        self.probe = _as_probe(probe, k)
+        if self.probe is not None and retriever is None:
+            raise InvalidInputError("a retrieval probe needs the stage's retriever (probe=... with options only "
+                                    "has nothing to retrieve with)")
+        self._probe_retrieval = None if self.probe is None else SingleStepRetrieval(retriever, k)
         if options is None:
             if retriever is None:
                 raise InvalidInputError("RetrievalStrategyRouter needs a retriever (or options)")
@@ -205,8 +238,42 @@ class RetrievalStrategyRouter(StageRouter):
         super().__init__(options, router=router, default=default, lam=lam, budget=budget, name=name)
 
     def default_router(self) -> Any:
-        """Adaptive-RAG's complexity classifier (logistic regression over MiniLM embeddings)."""
+        """Adaptive-RAG's complexity classifier (logistic regression over MiniLM embeddings); with a probe, a
+        :class:`~rag_routing.routers.similarity.ClusterRouter` over retrieval-confidence bins (hard k-means on
+        the probe features, each strategy's mean outcome per bin)."""
+        if self.probe is not None:
+            from rag_routing.routers.similarity import ClusterRouter
+
+            return ClusterRouter(n_clusters=4, assignment="hard", featurizer=PrecomputedFeaturizer(PROBE_FEATURIZER))
         return ComplexityClassifierRouter()
+
+    # -- the retrieval probe ------------------------------------------------------------------------------
+    def probe_features(self, queries: Sequence[str]) -> np.ndarray:
+        """``(n, width)`` probe features of ``queries`` (one retrieval each, recorded in the ambient ledger)."""
+        if self.probe is None or self._probe_retrieval is None:
+            raise InvalidInputError(f"stage {self.name!r} has no retrieval probe (build it with probe=True)")
+        found = [self._probe_retrieval.retrieve(RAGState(query=str(q)), str(q)).documents for q in queries]
+        return self.probe.features_batch([str(q) for q in queries], found)
+
+    def choose(self, state: Any) -> StageChoice:
+        """With a probe: retrieve once, route on the retrieval's features, hand the documents to the option."""
+        state = RAGState.coerce(state)
+        if self.probe is None or self._probe_retrieval is None or self._router is None:
+            return super().choose(state)
+        self._check_router_ready()
+        started = time.perf_counter()
+        found = self._probe_retrieval.retrieve(state, state.query)
+        spent = time.perf_counter() - started
+        features = self.probe.features(state.query, found.documents)
+        featurizer = getattr(getattr(self._router, "featurizer_", None), "name", None)
+        if featurizer != PROBE_FEATURIZER:
+            raise InvalidInputError(
+                f"stage {self.name!r} routes on retrieval-probe features, but its router was fitted on "
+                f"{featurizer!r} features; fit it with fit_from_outcomes (or on a dataset whose embeddings are "
+                f"probe features and featurizer=PrecomputedFeaturizer({PROBE_FEATURIZER!r}))")
+        choice = self._route(features[None, :])
+        reason = f"{choice.reason}; probe {', '.join(f'{n}={v:.3g}' for n, v in zip(self.probe.names, features))}"
+        return dataclass_replace(choice, reason=reason, prepared=found, recorded_seconds=spent)
 
     def fit_from_outcomes(self, queries: Sequence[str], outcomes: Mapping[str, Sequence[float]],
                           costs: Mapping[str, Any] | None = None, *, router: Any = None,
@@ -223,17 +290,38 @@ class RetrievalStrategyRouter(StageRouter):
                 silver-label support learns the cheapest strategy reaching the best outcome instead.
             fallback: per-query label for queries no strategy answered (Adaptive-RAG's dataset bias:
                 ``"single"`` for single-hop data, ``"multi"`` for multi-hop); ``None`` leaves them out.
+
+        With a probe the router learns each strategy's outcome itself (any score: 1/0, F1, ...) from the
+        probe features of ``queries`` (one retrieval each); ``fallback`` and ``threshold`` do not apply.
         """
         order = [s for s in STRATEGIES if s in self.options and s in outcomes]
-        dataset = complexity_dataset(queries, outcomes, costs, fallback=fallback, threshold=threshold, order=order)
+        if self.probe is not None:
+            # Routing after the probe: learn each strategy's outcome from the retrieval's features.
+            from rag_routing.stages.fitting import outcomes_dataset
+
+            dataset = outcomes_dataset(queries, {s: outcomes[s] for s in order},
+                                       None if costs is None else {s: c for s, c in costs.items() if s in order},
+                                       order, name="retrieval-probe")
+            dataset = dataset.with_embeddings(self.probe_features(dataset.queries), PROBE_FEATURIZER)
+        else:
+            dataset = complexity_dataset(queries, outcomes, costs, fallback=fallback, threshold=threshold,
+                                         order=order)
         self.fit(dataset, router)
         return self
 
     def _run(self, choice: StageChoice, state: RAGState) -> tuple[RAGState, str, dict[str, Any]]:
+        if choice.prepared is not None:
+            option = self.options[choice.choice]
+            result = option.resume(state, choice.prepared)
+            return result, choice.choice, self._info(result)
         result, reported, extra = super()._run(choice, state)
         return result, reported, {**extra, **self._info(result)}
 
     async def _arun(self, choice: StageChoice, state: RAGState) -> tuple[RAGState, str, dict[str, Any]]:
+        if choice.prepared is not None:
+            option = self.options[choice.choice]
+            result = await option.aresume(state, choice.prepared)
+            return result, choice.choice, self._info(result)
         result, reported, extra = await super()._arun(choice, state)
         return result, reported, {**extra, **self._info(result)}
 
@@ -241,6 +329,16 @@ class RetrievalStrategyRouter(StageRouter):
     def _info(result: RAGState) -> dict[str, Any]:
         queries = result.metadata.get("retrieval_queries", [])
         return {"document_ids": result.document_ids, "retrieval_steps": len(queries), "retrieval_queries": queries}
+
+
+def _as_probe(probe: bool | RetrievalProbe | None, k: int) -> RetrievalProbe | None:
+    if probe is None or probe is False:
+        return None
+    if probe is True:
+        return RetrievalProbe(k=max(int(k), 2))
+    if isinstance(probe, RetrievalProbe):
+        return probe
+    raise InvalidInputError(f"probe must be True, False, None or a RetrievalProbe, got {type(probe).__name__}")
 
 
 __all__ = ["RetrievalStrategyRouter", "NoRetrieval", "SingleStepRetrieval", "MultiStepRetrieval",
