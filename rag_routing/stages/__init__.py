@@ -1,7 +1,8 @@
 """Stage routers: one router per RAG stage, each choosing among that stage's options, composed by RoutedRAG.
 
 * :class:`RetrievalStrategyRouter` — no retrieval / single-step / multi-step (Adaptive-RAG, Jeong et al. 2024),
-  with a query-complexity classifier trained from outcomes (:meth:`~RetrievalStrategyRouter.fit_from_outcomes`).
+  with a query-complexity classifier trained from outcomes (:meth:`~RetrievalStrategyRouter.fit_from_outcomes`),
+  or routed after a first retrieval on its scores (``probe=True``, :class:`RetrievalProbe`).
 * :class:`RetrieverRouter` — which retriever: embedding model, dense / BM25 / hybrid, which knowledge base.
 * :class:`ContextRouter` — Self-Route (Z. Li et al. 2024): answer from chunks or declare it unanswerable, then
   escalate to the full documents.
@@ -46,6 +47,7 @@ _EXPORTS: dict[str, str] = {
     "RetrieverRouter": "rag_routing.stages.retriever",
     "RetrieveOption": "rag_routing.stages.retriever",
     "RetrievalStrategyRouter": "rag_routing.stages.retrieval_strategy",
+    "RetrievalProbe": "rag_routing.stages.retrieval_probe",
     "ComplexityClassifierRouter": "rag_routing.stages.complexity",
     "complexity_dataset": "rag_routing.stages.complexity",
     "silver_labels": "rag_routing.stages.complexity",
