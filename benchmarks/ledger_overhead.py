@@ -40,6 +40,9 @@ def main() -> None:
     ledger = CostLedger()
     rows.append(("record (memory)", best_us(lambda: ledger.record("generate", "gpt-4o", "gpt-4o", **record_kwargs()),
                                             args.number), "us/call"))
+    bounded = CostLedger(max_entries=1_000)  # rag-routing serve's mode: the newest entries, exact totals
+    rows.append(("record (memory, max_entries=1000)", best_us(
+        lambda: bounded.record("generate", "gpt-4o", "gpt-4o", **record_kwargs()), args.number), "us/call"))
     budgeted = CostLedger(budget=Budget(max_usd=1e12))
     rows.append(("record (memory + budget)", best_us(
         lambda: budgeted.record("generate", "gpt-4o", "gpt-4o", **record_kwargs()), args.number), "us/call"))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections import deque
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -42,6 +43,10 @@ from rag_routing.ledger.tokens import count_tokens, parse_usage
 if TYPE_CHECKING:
     from rag_routing.ledger.guard import CallGuard
     from rag_routing.ledger.stores import LedgerStore
+
+#: Breakdowns a bounded ledger keeps exact after evicting entries (decision ids grow without bound).
+_FOLDED_GROUPS = ("stage", "component", "model", "principal")
+
 
 @dataclass(frozen=True, slots=True)
 class CallEstimate:
@@ -72,11 +77,20 @@ class CostLedger:
         principal: default principal of the entries.
         allow_unpriced: price unknown models at an explicit 0 (entries marked ``priced=False``) instead of
             raising :class:`~rag_routing.errors.UnknownPriceError`.
+        max_entries: keep at most this many entries in memory (the newest), for long-running processes such as
+            ``rag-routing serve``. Totals, reports and breakdowns by stage / component / model / principal stay
+            exact over every entry ever recorded (older entries are folded into running sums); ``entries``,
+            ``breakdown("decision_id")``, JSON and CSV exports cover the entries still held (attach a ``store``
+            to keep the full history). ``None`` (default): keep everything.
     """
 
     def __init__(self, *, budget: Budget | None = None, store: LedgerStore | None = None,
                  prices: PriceTable | None = None, energy: EnergyModel | None = None,
-                 principal: str | None = None, allow_unpriced: bool = False, ledger_id: str | None = None):
+                 principal: str | None = None, allow_unpriced: bool = False, ledger_id: str | None = None,
+                 max_entries: int | None = None):
+        if max_entries is not None and (isinstance(max_entries, bool) or not isinstance(max_entries, int)
+                                        or max_entries < 1):
+            raise InvalidInputError(f"max_entries must be a positive integer or None, got {max_entries!r}")
         self.budget = budget
         self.store = store
         self.prices = prices
@@ -84,7 +98,11 @@ class CostLedger:
         self.principal = principal
         self.allow_unpriced = allow_unpriced
         self.ledger_id = ledger_id or uuid.uuid4().hex[:12]
-        self._entries: list[LedgerEntry] = []
+        self.max_entries = max_entries
+        self._entries: list[LedgerEntry] | deque[LedgerEntry] = [] if max_entries is None else deque()
+        self._evicted = 0
+        self._evicted_totals: dict[str, Any] = reports.totals(())
+        self._evicted_groups: dict[str, dict[str, dict[str, Any]]] = {by: {} for by in _FOLDED_GROUPS}
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
 
@@ -92,8 +110,11 @@ class CostLedger:
     def from_store(cls, store: LedgerStore, **kwargs: Any) -> CostLedger:
         """A ledger holding every entry of ``store`` that keeps appending to it."""
         ledger = cls(store=store, **kwargs)
-        ledger._entries.extend(store.load_entries())
-        ledger._seq = itertools.count(len(ledger._entries) + 1)
+        entries = store.load_entries()
+        with ledger._lock:
+            for entry in entries:
+                ledger._keep(entry)
+        ledger._seq = itertools.count(len(entries) + 1)
         return ledger
 
     # -- recording ----------------------------------------------------------------------------------------
@@ -126,7 +147,7 @@ class CostLedger:
         if self.store is not None:
             self.store.append(entry)  # durable before it counts: a failed write records nothing
         with self._lock:
-            self._entries.append(entry)
+            self._keep(entry)
         if reservation is not None:
             reservation.commit(entry)
         elif self.budget is not None:
@@ -224,41 +245,79 @@ class CostLedger:
                          pricing=pricing, params_billion=params_billion, decision_id=decision_id,
                          principal=principal, metadata=metadata, allow_unpriced=allow_unpriced)
 
+    def _keep(self, entry: LedgerEntry) -> None:
+        """Hold ``entry`` in memory (caller holds the lock); past ``max_entries`` fold the oldest into the sums."""
+        self._entries.append(entry)
+        limit = self.max_entries
+        # Fold in batches (a tenth of the limit, at most 1,000): amortised, a record stays a few microseconds.
+        if limit is not None and len(self._entries) > limit + min(max(limit // 10, 1), 1000) - 1:
+            oldest = [self._entries.popleft() for _ in range(len(self._entries) - limit)]  # type: ignore[union-attr]
+            self._evicted += len(oldest)
+            self._evicted_totals = reports.merge_totals(self._evicted_totals, reports.totals(oldest))
+            for by, groups in self._evicted_groups.items():
+                self._evicted_groups[by] = reports.merge_breakdowns(groups, reports.breakdown(oldest, by))
+
     # -- reading ------------------------------------------------------------------------------------------
     @property
     def entries(self) -> tuple[LedgerEntry, ...]:
-        """A snapshot of the entries, in recording order."""
+        """A snapshot of the entries held in memory (all of them, or the newest ``max_entries``), in recording
+        order."""
         with self._lock:
-            return tuple(self._entries)
+            held = tuple(self._entries)
+        return held if self.max_entries is None else held[-self.max_entries:]
+
+    @property
+    def evicted(self) -> int:
+        """How many entries ``max_entries`` dropped from memory (still counted in totals and reports)."""
+        with self._lock:
+            return self._evicted + max(0, len(self._entries) - (self.max_entries or len(self._entries)))
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) if self.max_entries is None else min(len(self._entries), self.max_entries)
 
     def __iter__(self) -> Iterator[LedgerEntry]:
         return iter(self.entries)
 
+    def _snapshot(self) -> tuple[tuple[LedgerEntry, ...], dict[str, Any], dict[str, dict[str, dict[str, Any]]]]:
+        """Every entry held (the newest ``max_entries`` plus a batch not yet folded) and the folded sums."""
+        with self._lock:
+            return (tuple(self._entries), dict(self._evicted_totals),
+                    {by: dict(groups) for by, groups in self._evicted_groups.items()})
+
     def totals(self) -> dict[str, Any]:
         """Calls, tokens, $, seconds, kWh, gCO2e (exactly rounded sums) and flag counts over all entries."""
-        return reports.totals(self.entries)
+        entries, evicted, _ = self._snapshot()
+        held = reports.totals(entries)
+        return held if self.max_entries is None else reports.merge_totals(evicted, held)
 
     def breakdown(self, by: str = "stage") -> dict[str, dict[str, Any]]:
-        """:meth:`totals` per ``stage``, ``component``, ``model``, ``principal`` or ``decision_id``."""
-        return reports.breakdown(self.entries, by)
+        """:meth:`totals` per ``stage``, ``component``, ``model``, ``principal`` or ``decision_id`` (with
+        ``max_entries``, ``decision_id`` covers the entries still held)."""
+        entries, _, groups = self._snapshot()
+        kept = reports.breakdown(entries, by)
+        return reports.merge_breakdowns(groups[by], kept) if self.max_entries is not None and by in groups else kept
 
     def report(self, by: str = "stage") -> str:
         """A terminal table of the :meth:`breakdown` with a total row."""
-        return reports.table(self.entries, by)
+        return reports.table_from(self.breakdown(by), self.totals(), by)
 
     def to_json(self, path: str | Path | None = None, *, indent: int | None = 2) -> str:
-        """Totals, breakdowns and every entry as JSON (also written to ``path`` if given)."""
-        return reports.to_json(self.entries, ledger_id=self.ledger_id, path=path, indent=indent)
+        """Totals, breakdowns and every entry held as JSON (also written to ``path`` if given)."""
+        summary = None
+        if self.max_entries is not None:
+            summary = {"totals": self.totals(),
+                       "breakdown": {by: self.breakdown(by) for by in ("stage", "component", "model")},
+                       "evicted_entries": self.evicted}
+        return reports.to_json(self.entries, ledger_id=self.ledger_id, path=path, indent=indent, summary=summary)
 
     @classmethod
     def from_json(cls, source: str | Path, **kwargs: Any) -> CostLedger:
         """Rebuild a ledger from :meth:`to_json` output (a JSON string or a file path)."""
         ledger_id, entries = reports.from_json(source)
         ledger = cls(ledger_id=kwargs.pop("ledger_id", ledger_id), **kwargs)
-        ledger._entries.extend(entries)
+        with ledger._lock:
+            for entry in entries:
+                ledger._keep(entry)
         ledger._seq = itertools.count(len(entries) + 1)
         return ledger
 

@@ -57,10 +57,26 @@ def breakdown(entries: Sequence[LedgerEntry], by: str = "stage") -> dict[str, di
     return {key: totals(rows) for key, rows in groups.items()}
 
 
+def merge_totals(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """The :func:`totals` of two disjoint sets of entries, from their totals."""
+    return {key: (math.fsum((a[key], b[key])) if isinstance(a[key], float) else a[key] + b[key]) for key in a}
+
+
+def merge_breakdowns(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The :func:`breakdown` of two disjoint sets of entries (``a``'s keys first)."""
+    out = dict(a)
+    for key, t in b.items():
+        out[key] = merge_totals(out[key], t) if key in out else t
+    return out
+
+
 def table(entries: Sequence[LedgerEntry], by: str = "stage") -> str:
     """A fixed-width terminal table of :func:`breakdown` plus a TOTAL row and notes on estimates."""
-    rows = breakdown(entries, by)
-    overall = totals(entries)
+    return table_from(breakdown(entries, by), totals(entries), by)
+
+
+def table_from(rows: dict[str, dict[str, Any]], overall: dict[str, Any], by: str = "stage") -> str:
+    """:func:`table` from a breakdown and its totals (e.g. a bounded ledger's, see ``CostLedger(max_entries=)``)."""
     header = [by, "calls", "in tok", "out tok", "cost $", "seconds", "energy Wh", "gCO2e"]
 
     def cells(name: str, t: dict[str, Any]) -> list[str]:
@@ -91,14 +107,20 @@ def table(entries: Sequence[LedgerEntry], by: str = "stage") -> str:
 
 
 def to_json(entries: Sequence[LedgerEntry], *, ledger_id: str | None = None, path: str | Path | None = None,
-            indent: int | None = 2) -> str:
-    """Totals, breakdowns by stage / component / model, and every entry; written to ``path`` if given."""
+            indent: int | None = 2, summary: dict[str, Any] | None = None) -> str:
+    """Totals, breakdowns by stage / component / model, and every entry; written to ``path`` if given.
+
+    ``summary`` (``{"totals": ..., "breakdown": {by: ...}}``) replaces the totals and breakdowns computed from
+    ``entries``, for a ledger that no longer holds all of its entries in memory."""
     doc = {
         "ledger_id": ledger_id,
-        "totals": totals(entries),
-        "breakdown": {by: breakdown(entries, by) for by in ("stage", "component", "model")},
+        "totals": totals(entries) if summary is None else summary["totals"],
+        "breakdown": ({by: breakdown(entries, by) for by in ("stage", "component", "model")} if summary is None
+                      else summary["breakdown"]),
         "entries": [e.to_dict() for e in entries],
     }
+    if summary is not None and "evicted_entries" in summary:
+        doc["evicted_entries"] = summary["evicted_entries"]  # counted in the totals, no longer listed
     text = json.dumps(doc, indent=indent, default=str)
     if path is not None:
         Path(path).write_text(text, encoding="utf-8")
@@ -144,4 +166,5 @@ def _write_csv(entries: Iterable[LedgerEntry], handle: IO[str]) -> None:
         writer.writerow(row)
 
 
-__all__ = ["totals", "breakdown", "table", "to_json", "from_json", "to_csv", "GROUPS"]
+__all__ = ["totals", "breakdown", "table", "table_from", "merge_totals", "merge_breakdowns", "to_json", "from_json",
+           "to_csv", "GROUPS"]

@@ -61,17 +61,24 @@ def _generator(spec: str, name: str) -> Any:
     return LocalLLM(None if spec == "local" else spec, model_name=name, record_to_ledger=False)
 
 
+#: Ledger entries a server holds in memory (the newest); older ones live on in the totals and the store.
+SERVER_LEDGER_ENTRIES = 10_000
+
+
 def _ledger(spec: str) -> Any:
     from rag_routing.ledger import CostLedger, SQLiteStore
 
+    # A server runs for weeks: hold the newest entries only (totals stay exact; the store keeps the history).
     if spec == "memory":
-        return CostLedger()
+        return CostLedger(max_entries=SERVER_LEDGER_ENTRIES)
     if spec.startswith("sqlite:"):
-        return CostLedger.from_store(SQLiteStore(spec[len("sqlite:"):], namespace="serve"))
+        return CostLedger.from_store(SQLiteStore(spec[len("sqlite:"):], namespace="serve"),
+                                     max_entries=SERVER_LEDGER_ENTRIES)
     if spec.startswith(("redis://", "rediss://", "unix://")):
         from rag_routing.ledger.redis_store import RedisLedgerStore
 
-        return CostLedger(store=RedisLedgerStore(spec, namespace="serve"))  # history stays in Redis
+        return CostLedger(store=RedisLedgerStore(spec, namespace="serve"),  # history stays in Redis
+                          max_entries=SERVER_LEDGER_ENTRIES)
     raise InvalidInputError(f"--ledger must be memory, sqlite:PATH or redis://URL, got {spec!r}")
 
 

@@ -99,7 +99,8 @@ class ChatService:
             raise InvalidInputError(f"candidate names {ROUTE_ALIASES} are reserved for routing")
         self.router, self.keys = router, keys
         self.generators = {name: GeneratorAdapter(name, g) for name, g in generators.items()}
-        self.ledger = ledger if ledger is not None else CostLedger()
+        # Bounded by default: a long-running service must not grow with every request it ever served.
+        self.ledger = ledger if ledger is not None else CostLedger(max_entries=10_000)
         self.budget_store = budget_store if budget_store is not None else MemoryBudgetStore()
         self.default_max_tokens = default_max_tokens
         self._expected = dict(zip(router.candidates_, map(float, router.mean_cost_)))
