@@ -8,7 +8,9 @@ One judge family per module:
 * :mod:`.self_verification` — :class:`SelfVerificationJudge` (AutoMix, Aggarwal et al. 2024);
 * :mod:`.consistency` — :class:`ConsistencyJudge` (Yue et al. 2024): repeated calls at a temperature;
 * :mod:`.code_execution` — :class:`CodeExecutionJudge` (EcoAssistant): tests in a limited child process;
-* :mod:`.answer_scorer` — :class:`AnswerScorerJudge` (FrugalGPT): a small trained scorer.
+* :mod:`.answer_scorer` — :class:`AnswerScorerJudge` (FrugalGPT): a small trained scorer;
+* :mod:`.agreement` — :class:`AgreementJudge` (Yue et al. 2024, vote variant): a weighted vote of the answers
+  other models already gave in the cascade, free.
 
 :mod:`.llm_client` (:class:`LLMClient`) calls a LocalLLM, any LangChain chat model (duck-typed) or a callable
 and records each call; :mod:`.calibration` sets thresholds to a target escalation rate or a budget.
@@ -19,6 +21,7 @@ Example:
     True
 """
 
+from rag_routing.routers.judges.agreement import AgreementJudge
 from rag_routing.routers.judges.answer_scorer import AnswerScorerJudge
 from rag_routing.routers.judges.base import Judge, JudgeInput
 from rag_routing.routers.judges.calibration import escalation_rate, threshold_for_budget, threshold_for_escalation
@@ -40,6 +43,7 @@ __all__ = [
     "ConsistencyJudge",
     "CodeExecutionJudge",
     "AnswerScorerJudge",
+    "AgreementJudge",
     "LLMClient",
     "Completion",
     "as_completion",
