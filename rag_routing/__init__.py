@@ -83,6 +83,7 @@ _EXPORTS: dict[str, str] = {
     "SessionRouter": "rag_routing.session",
     "CascadeRouter": "rag_routing.routers.cascade",
     "MultiChoiceCascade": "rag_routing.routers.multi_cascade",
+    "VoteCascade": "rag_routing.routers.vote_cascade",
     "PromptRouter": "rag_routing.routers.generative",
     "TokenMarginJudge": "rag_routing.routers.judges",
     "SequenceProbabilityJudge": "rag_routing.routers.judges",
@@ -91,6 +92,7 @@ _EXPORTS: dict[str, str] = {
     "ConsistencyJudge": "rag_routing.routers.judges",
     "CodeExecutionJudge": "rag_routing.routers.judges",
     "AnswerScorerJudge": "rag_routing.routers.judges",
+    "AgreementJudge": "rag_routing.routers.judges",
     # evaluation
     "load_dataset": "rag_routing.evaluation.loaders",
     "write_jsonl": "rag_routing.evaluation.loaders",

@@ -33,6 +33,7 @@ _BUILTIN: dict[str, str] = {
     "thompson": "rag_routing.routers.bandits:ThompsonRouter",
     "cascade": "rag_routing.routers.cascade:CascadeRouter",
     "multi_cascade": "rag_routing.routers.multi_cascade:MultiChoiceCascade",
+    "vote_cascade": "rag_routing.routers.vote_cascade:VoteCascade",
 }
 _REGISTERED: dict[str, type] = {}
 
