@@ -39,6 +39,10 @@ class UnknownPriceError(RagRoutingError, LookupError):
     """No price is known for a model; pass ``Pricing(...)`` or opt into zero with ``allow_unpriced=True``."""
 
 
+class JudgeReplyError(RagRoutingError):
+    """A judge model's reply could not be read as a score (and no fallback score was declared)."""
+
+
 class CorruptStateError(RagRoutingError):
     """A saved router, ledger or cache file is unreadable, truncated or was tampered with."""
 
@@ -69,6 +73,7 @@ __all__ = [
     "BudgetExceededError",
     "UnknownPriceError",
     "CorruptStateError",
+    "JudgeReplyError",
     "MissingDependencyError",
     "require",
 ]
