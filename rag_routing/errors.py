@@ -23,6 +23,10 @@ class DatasetFormatError(InvalidInputError):
     """A data file cannot be read as the requested routing-dataset format."""
 
 
+class MissingDescriptionError(InvalidInputError):
+    """A router that reads candidate descriptions (GraphRouter) was given a candidate without one."""
+
+
 class NotFittedError(RagRoutingError, RuntimeError):
     """A learned router (or featurizer) was used before ``fit``."""
 
@@ -68,6 +72,7 @@ __all__ = [
     "InvalidInputError",
     "UnknownCandidateError",
     "DatasetFormatError",
+    "MissingDescriptionError",
     "NotFittedError",
     "NoRouteError",
     "BudgetExceededError",

@@ -27,6 +27,7 @@ _BUILTIN: dict[str, str] = {
     "semantic": "rag_routing.routers.semantic:SemanticRouter",
     "encoder": "rag_routing.routers.encoder:EncoderClassifierRouter",
     "contrastive": "rag_routing.routers.contrastive:ContrastiveRouter",
+    "graph": "rag_routing.routers.graph:GraphRouter",
     "epsilon_greedy": "rag_routing.routers.bandits:EpsilonGreedyRouter",
     "lri": "rag_routing.routers.bandits:LinearRewardInactionRouter",
     "linucb": "rag_routing.routers.bandits:LinUCBRouter",
