@@ -101,6 +101,8 @@ _EXPORTS: dict[str, str] = {
     "run_benchmark": "rag_routing.evaluation.benchmark",
     "replay": "rag_routing.evaluation.replay",
     "evaluate_policy": "rag_routing.evaluation.off_policy",
+    "RoutingDataBuilder": "rag_routing.evaluation.labeling",
+    "DecisionValueSampler": "rag_routing.evaluation.active_sampling",
     # stages
     "RAGState": "rag_routing.stages",
     "StageRouter": "rag_routing.stages",

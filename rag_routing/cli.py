@@ -8,6 +8,8 @@
 * ``rag-routing serve ROUTER.npz --keys KEYS.json``: an OpenAI-compatible HTTP endpoint in front of a router
   (:mod:`rag_routing.server`).
 * ``rag-routing bench-demo [--data ../shared/data]``: a small benchmark on the shared RouteLLM MMLU data.
+* ``rag-routing label QUERIES.jsonl --candidate NAME=SPEC ... --out DATA.jsonl``: build routing data (answers
+  scored, costs from the ledger, cells chosen by expected information; :mod:`rag_routing.evaluation.label_command`).
 
 The logic lives in :mod:`rag_routing.evaluation`; this module only parses arguments and prints.
 Exit status: 0 on success, 2 on a usage or data error (the message says what to do).
@@ -125,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("--embedder", default="tfidf", help="query features (default tfidf: fast, no torch)")
     _outputs(quick)
     quick.set_defaults(run=_bench_demo)
+
+    from rag_routing.evaluation.label_command import add_label_arguments
+
+    add_label_arguments(commands.add_parser("label", help="build routing data: run (query, candidate) pairs through "
+                                            "the ledger, score the answers, choose pairs by expected information"))
 
     from rag_routing.server.launch import add_serve_arguments
 

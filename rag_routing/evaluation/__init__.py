@@ -36,6 +36,23 @@ _EXPORTS: dict[str, str] = {
     "BenchmarkReport": "rag_routing.evaluation.report",
     "RouterResult": "rag_routing.evaluation.report",
     "plot_report": "rag_routing.evaluation.plots",
+    "RoutingDataBuilder": "rag_routing.evaluation.labeling",
+    "LabelOutcome": "rag_routing.evaluation.labeling",
+    "LabelingRun": "rag_routing.evaluation.labeling",
+    "AnswerScorer": "rag_routing.evaluation.answer_scorers",
+    "ExactMatchScorer": "rag_routing.evaluation.answer_scorers",
+    "TokenF1Scorer": "rag_routing.evaluation.answer_scorers",
+    "ContainsAnswerScorer": "rag_routing.evaluation.answer_scorers",
+    "SemanticSimilarityScorer": "rag_routing.evaluation.answer_scorers",
+    "LLMJudgeScorer": "rag_routing.evaluation.answer_scorers",
+    "make_scorer": "rag_routing.evaluation.answer_scorers",
+    "ActiveSampler": "rag_routing.evaluation.active_sampling",
+    "RandomSampler": "rag_routing.evaluation.active_sampling",
+    "UncertaintySampler": "rag_routing.evaluation.active_sampling",
+    "DecisionValueSampler": "rag_routing.evaluation.active_sampling",
+    "make_sampler": "rag_routing.evaluation.active_sampling",
+    "NeighbourPosterior": "rag_routing.evaluation.quality_posterior",
+    "BootstrapPosterior": "rag_routing.evaluation.quality_posterior",
 }
 
 
