@@ -242,8 +242,12 @@ class LLMJudgeScorer(AnswerScorer):
         if on_unparsable is not None and not 0.0 <= float(on_unparsable) <= 1.0:
             raise InvalidInputError(f"on_unparsable must be None (raise) or a score in [0, 1], got {on_unparsable!r}")
         self.name = name or type(self).name  # type: ignore[misc]
-        self.client = LLMClient(llm, stage=LABEL_JUDGE_STAGE, component=self.name, **client_options)
-        self.client = self.client.with_component(LABEL_JUDGE_STAGE, self.name)
+        if isinstance(llm, LLMClient):  # keep its model name and prices; only the ledger labels change
+            if client_options:
+                raise InvalidInputError(f"pass {sorted(client_options)} to the LLMClient, not to the judge as well")
+            self.client = llm.with_component(LABEL_JUDGE_STAGE, self.name)
+        else:
+            self.client = LLMClient(llm, stage=LABEL_JUDGE_STAGE, component=self.name, **client_options)
         self.scale, self.on_unparsable, self.max_tokens = float(scale), on_unparsable, max_tokens
         self.require_references = require_references
         self.unparsable_ = 0

@@ -77,14 +77,16 @@ def model_from_spec(spec: str, name: str) -> Any:
     return LLMClient(llm, model=f"{llm.model_name} priced as {price_as}", pricing=info.pricing)
 
 
-def _references(item: dict[str, Any]) -> list[str] | None:
+def _references(item: dict[str, Any], where: str) -> list[str] | None:
     meta = item.get("meta") if isinstance(item.get("meta"), dict) else {}
-    for key in ("answers", "references", "answer"):
-        if key in item:
-            value = item[key]
-            return [value] if isinstance(value, str) else [str(v) for v in value]
-    refs = meta.get("references")
-    return None if refs is None else [str(r) for r in refs]
+    value = next((item[key] for key in ("answers", "references", "answer") if key in item), meta.get("references"))
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise DatasetFormatError(f"{where}: reference answers must be a string or a list of strings, got {value!r}")
+    return list(value)
 
 
 def read_queries(path: str | Path) -> tuple[list[str], list[list[str] | None], list[dict[str, Any]]]:
@@ -100,7 +102,7 @@ def read_queries(path: str | Path) -> tuple[list[str], list[list[str] | None], l
         if not isinstance(meta, dict):
             raise DatasetFormatError(f"{file}, line {number}: 'meta' must be an object")
         queries.append(item["query"])
-        references.append(_references(item))
+        references.append(_references(item, f"{file}, line {number}"))
         metadata.append({k: v for k, v in meta.items() if k != "references"})
     if not queries:
         raise DatasetFormatError(f"{file}: no queries")

@@ -73,6 +73,19 @@ def test_llm_judge_through_a_paid_chat_model_bills_the_ledger():
     assert entry.cost_usd == pytest.approx((40 * 0.15 + 3 * 0.6) / 1e6)
 
 
+def test_llm_judge_keeps_the_prices_of_a_given_llm_client():
+    from rag_routing.routers.judges.llm_client import LLMClient
+
+    client = LLMClient(lambda prompt: "Score: 4", model="in-house-grader",
+                       pricing=Pricing(input_per_mtok=2.0, output_per_mtok=8.0))
+    with ledger_scope() as ledger:
+        assert LLMJudgeScorer(client).score("Capital of Peru?", "Lima", ["Lima"]) == 0.4
+    assert ledger.entries[0].model == "in-house-grader" and ledger.entries[0].cost_usd > 0
+    assert ledger.entries[0].stage == LABEL_JUDGE_STAGE
+    with pytest.raises(InvalidInputError, match="LLMClient"):
+        LLMJudgeScorer(client, model="other")
+
+
 def test_llm_judge_prompt_holds_the_references_and_the_answer():
     seen = []
     judge = LLMJudgeScorer(lambda prompt: seen.append(prompt) or "Score: 10", model="grader",

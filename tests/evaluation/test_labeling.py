@@ -204,3 +204,21 @@ def test_label_command_errors_exit_2(tmp_path, capsys):
     assert "no list price" in capsys.readouterr().err
     assert main(base + ["--candidate", "a=local", "--scorer", "llm_judge"]) == 2
     assert "--judge" in capsys.readouterr().err
+    queries.write_text('{"query": "hi", "answers": [1, 2]}\n')
+    assert main(base + ["--candidate", "a=local"]) == 2
+    assert "list of strings" in capsys.readouterr().err
+
+
+def test_label_command_with_a_judge_billed_at_a_list_price(tmp_path, capsys):
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text('{"query": "Capital of Peru?", "answer": "Lima"}\n{"query": "Capital of Chad?", '
+                       '"answer": "N\'Djamena"}\n')
+    lima = scripted_model("Lima", folder=tmp_path / "l")
+    judge = scripted_model("Score: 9", folder=tmp_path / "j")
+    out = tmp_path / "judged.jsonl"
+    assert main(["label", str(queries), "--candidate", f"lima={lima}", "--scorer", "llm_judge",
+                 "--judge", f"{judge}@gpt-4o-mini", "--out", str(out), "--max-tokens", "6", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    judging = float(printed.split("judging $")[1].split()[0])
+    assert judging > 0 and "candidates $0.000000" in printed and "label_judge" in printed
+    assert load_jsonl(out).quality[:, 0].tolist() == [0.9, 0.9]
