@@ -215,6 +215,42 @@ def route_cross_validated(items: list[dict[str, Any]], cache: OutcomeCache, args
     return chosen, route_seconds / max(n, 1)
 
 
+def route_probe_cross_validated(items: list[dict[str, Any]], cache: OutcomeCache, args: argparse.Namespace,
+                                table: PriceTable, seed: int) -> tuple[list[str], float]:
+    """The strategy a retrieval-probe stage picks for each question (single or multi, after one BM25
+    retrieval), its router (ClusterRouter over the top-1 score, 4 bins) fitted on the other folds' F1 and
+    US $ only, λ = 0 (the best predicted F1; ties to the cheaper). Routing runs through the real stage."""
+    retriever = BM25Retriever(name="bm25").add_documents(load_corpus(args.data / "musique_100" / "corpus.jsonl"))
+    stage = RetrievalStrategyRouter(retriever, llm=lambda messages: "", k=args.k, max_steps=args.max_steps,
+                                    probe=True, lam=0.0)
+    n = len(items)
+    folds = np.random.default_rng(seed).permutation(n) % args.folds
+    queries = [it["question"] for it in items]
+    options = ("single", "multi")
+    f1 = {s: [cache.get(it["id"], s)["f1"] for it in items] for s in options}
+    costs = {s: [price(cache.get(it["id"], s), table, args.price_as) for it in items] for s in options}
+    chosen: list[str] = [""] * n
+    route_seconds = 0.0
+    with ledger_scope(CostLedger()):  # the probe's retrievals are part of the strategies' measured cost
+        for fold in range(args.folds):
+            train, test = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+            stage.fit_from_outcomes([queries[i] for i in train], {s: [f1[s][i] for i in train] for s in options},
+                                    {s: [costs[s][i] for i in train] for s in options})
+            for i in test:
+                t0 = time.perf_counter()
+                chosen[i] = stage.choose(queries[i]).choice
+                route_seconds += time.perf_counter() - t0
+    return chosen, route_seconds / max(n, 1)
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, seed: int = 0, rounds: int = 10_000) -> tuple[float, float]:
+    """95 % interval of mean(a - b) over questions resampled with replacement."""
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    idx = np.random.default_rng(seed).integers(0, diff.size, size=(rounds, diff.size))
+    means = diff[idx].mean(axis=1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
 def summarise(records: list[dict[str, Any]], table: PriceTable, model: str) -> dict[str, float]:
     keys = ("em", "f1", "acc", "recall", "n_docs", "llm_calls", "input_tokens", "output_tokens", "seconds")
     out = {k: float(np.mean([r[k] for r in records])) for k in keys}
@@ -234,11 +270,29 @@ def musique_report(items: list[dict[str, Any]], cache: OutcomeCache, args: argpa
                       for it, c in zip(items, picks)]
         if name == "routed":
             chosen, route_seconds = picks, seconds
+    # "routed-probe": route after the first retrieval, on its top-1 BM25 score (RetrievalStrategyRouter(probe=True)).
+    probe_picks, _ = route_probe_cross_validated(items, cache, args, table, args.seed)
+    rows["routed-probe"] = [cache.get(it["id"], c) for it, c in zip(items, probe_picks)]
     # Oracle: per question the strategy with the best F1, ties to the cheaper (an upper bound, not a method).
     rows["oracle"] = [cache.get(it["id"], max(STRATEGIES, key=lambda s, it=it: (cache.get(it["id"], s)["f1"],
                                                                                -STRATEGIES.index(s))))
                       for it in items]
     report: dict[str, Any] = {"n": len(items), "route_seconds": route_seconds, "choices": {}}
+    # The probe router over several fold assignments (the table's row is one of them), and paired bootstrap
+    # intervals of the F1 difference to always-multi.
+    multi_f1 = np.array([r["f1"] for r in rows["multi"]])
+    multi_usd = np.mean([price(r, table, args.price_as) for r in rows["multi"]])
+    repeats = []
+    for seed in range(args.seed, args.seed + args.cv_repeats):
+        picks, _ = route_probe_cross_validated(items, cache, args, table, seed)
+        recs = [cache.get(it["id"], c) for it, c in zip(items, picks)]
+        repeats.append((float(np.mean([r["f1"] for r in recs])),
+                        float(np.mean([price(r, table, args.price_as) for r in recs])) / multi_usd,
+                        float(np.mean([c == "multi" for c in picks]))))
+    report["probe_repeats"] = {"f1": [r[0] for r in repeats], "cost_vs_multi": [r[1] for r in repeats],
+                               "multi_share": [r[2] for r in repeats], "multi_f1": float(multi_f1.mean())}
+    report["f1_diff_ci"] = {name: paired_bootstrap(np.array([r["f1"] for r in rows[name]]), multi_f1)
+                            for name in ("single", "routed", "routed-probe")}
     for kind in ("all", "single-hop", "multi-hop"):
         idx = [i for i, it in enumerate(items) if kind == "all" or it["kind"] == kind]
         if not idx:
@@ -267,13 +321,23 @@ def print_musique(report: dict[str, Any], args: argparse.Namespace) -> None:
                   f"{m['n_docs']:>6.1f}{m['llm_calls']:>10.2f}{m['input_tokens']:>8.0f}{m['output_tokens']:>8.1f}"
                   f"{m['seconds']:>7.2f}{m['usd_per_1k']:>9.4f}")
     print(f"routed choices: {report['choices']}")
+    for name, (low, high) in report["f1_diff_ci"].items():
+        print(f"F1 {name} - multi: 95 % paired-bootstrap interval [{low:+.4f}, {high:+.4f}]")
+    rep = report["probe_repeats"]
+    f1s, rel = np.array(rep["f1"]), np.array(rep["cost_vs_multi"])
+    print(f"routed-probe over {len(f1s)} fold assignments: F1 {f1s.mean():.4f} ± {f1s.std():.4f} (multi "
+          f"{rep['multi_f1']:.4f}; >= multi in {(f1s >= rep['multi_f1'] - 1e-12).sum()}/{len(f1s)}), cost "
+          f"{100 * rel.mean():.0f} % of always-multi's, multi-step for {100 * np.mean(rep['multi_share']):.0f} % "
+          "of questions")
     everything = report["all"]
-    routed, multi = everything["routed"], everything["multi"]
-    cheaper = routed["usd_per_1k"] < multi["usd_per_1k"]
-    as_good = routed["f1"] >= multi["f1"]
-    print(f"routed vs always-multi: cost {routed['usd_per_1k']:.4f} vs {multi['usd_per_1k']:.4f} $/1k queries "
-          f"({'cheaper' if cheaper else 'NOT cheaper'}), F1 {routed['f1']:.3f} vs {multi['f1']:.3f} "
-          f"({'equal or better' if as_good else 'WORSE'})")
+    multi = everything["multi"]
+    for name in ("routed", "routed-probe"):
+        routed = everything[name]
+        cheaper = routed["usd_per_1k"] < multi["usd_per_1k"]
+        as_good = routed["f1"] >= multi["f1"]
+        print(f"{name} vs always-multi: cost {routed['usd_per_1k']:.4f} vs {multi['usd_per_1k']:.4f} $/1k queries "
+              f"({'cheaper' if cheaper else 'NOT cheaper'}), F1 {routed['f1']:.4f} vs {multi['f1']:.4f} "
+              f"({'equal or better' if as_good else 'WORSE'})")
     if max(m["f1"] for m in everything.values()) < 0.05:
         print("note: the 135M model's F1 is near zero for every strategy; only recall and cost are informative here.")
 
@@ -351,6 +415,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--thought-tokens", type=int, default=16, help="tokens per multi-step follow-up")
     parser.add_argument("--max-context-chars", type=int, default=3500, help="context cap in characters")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    parser.add_argument("--cv-repeats", type=int, default=10,
+                        help="fold assignments the probe router is cross-validated over (default 10)")
     parser.add_argument("--price-as", default="gpt-4o-mini", help="hosted model whose price bills the tokens")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "rag_routing" / "rag_bench")
