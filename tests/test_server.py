@@ -202,10 +202,10 @@ def test_a_client_hanging_up_mid_stream_is_charged_for_what_ran():
                 if '"content":"a ' in line:
                     break  # hang up after the first word
         deadline = time.monotonic() + 10
-        while not [e for e in service.ledger.entries if e.stage == "generate"]:
+        while not [e for e in service.ledger.entries if e.stage == "generation"]:
             assert time.monotonic() < deadline, "the cancelled stream was never recorded"
             time.sleep(0.05)
-    entry = next(e for e in service.ledger.entries if e.stage == "generate")
+    entry = next(e for e in service.ledger.entries if e.stage == "generation")
     assert entry.metadata["partial"] is True and entry.cost_usd == pytest.approx(LARGE_COST)
     budget = service.budget(service.keys.lookup(KEY))
     assert budget.reserved().usd == 0 and budget.spent().usd == pytest.approx(LARGE_COST)
@@ -255,7 +255,7 @@ def test_a_bounded_burst_is_answered_without_overspending():
     assert statuses.count(200) == n_fit == generators["small"].calls
     budget = app.state.service.budget(app.state.service.keys.lookup(KEY))
     assert budget.spent().usd <= n_fit * SMALL_COST * (1 + 1e-9) and budget.reserved().usd == 0
-    assert len([e for e in ledger.entries if e.stage == "generate"]) == n_fit
+    assert len([e for e in ledger.entries if e.stage == "generation"]) == n_fit
     assert elapsed < 120
 
 
@@ -276,7 +276,7 @@ def test_the_local_llm_stand_in_streams_token_by_token(tmp_path):
     assert whole["usage"]["completion_tokens"] == len("Paris, France.") + 1  # one per character + end of turn
     pieces = [e["choices"][0]["delta"].get("content") for e in events[1:-2]]
     assert "".join(pieces) == "Paris, France." and len(pieces) > 3  # streamed token by token
-    entries = [e for e in app.state.service.ledger.entries if e.stage == "generate"]
+    entries = [e for e in app.state.service.ledger.entries if e.stage == "generation"]
     assert [e.estimated for e in entries] == [False, False]  # usage reported by the model, not guessed
 
 
@@ -302,7 +302,7 @@ def test_a_failing_generator_releases_or_charges_what_ran():
         events = sse_events(chat(client, "hello friend", stream=True).text)
     assert events[1]["choices"][0]["delta"]["content"] == "half an " and "error" in events[-1]
     assert budget.reserved().usd == 0 and budget.spent().usd == pytest.approx(SMALL_COST)  # what ran is charged
-    assert [e.metadata["partial"] for e in service.ledger.entries if e.stage == "generate"] == [True]
+    assert [e.metadata["partial"] for e in service.ledger.entries if e.stage == "generation"] == [True]
 
 
 def test_an_unexpected_router_failure_is_an_openai_shaped_500():

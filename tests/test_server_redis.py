@@ -45,7 +45,7 @@ def test_two_servers_share_one_budget_through_redis(redis_server):
     budget = Budget(max_usd=1.0, scope="principal", principal="shared", store=RedisBudgetStore(redis_server.url))
     assert budget.spent().usd == pytest.approx(n_fit * SMALL_COST) and budget.reserved().usd == 0
     entries = RedisLedgerStore(redis_server.url, namespace="serve").load_entries()
-    generated = [e for e in entries if e.stage == "generate"]
+    generated = [e for e in entries if e.stage == "generation"]
     assert len(generated) == n_fit and len({e.entry_id for e in entries}) == len(entries)
     assert {e.principal for e in generated} == {"shared"}
 

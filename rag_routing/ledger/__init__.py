@@ -12,7 +12,7 @@
 Example:
     >>> from rag_routing.ledger import Budget, CostLedger, ledger_scope
     >>> with ledger_scope(budget=Budget(max_usd=1.0)) as ledger:
-    ...     _ = ledger.record_call(stage="generate", model="gpt-4o", input_tokens=1200, output_tokens=300)
+    ...     _ = ledger.record_call(stage="generation", model="gpt-4o", input_tokens=1200, output_tokens=300)
     >>> round(ledger.totals()["cost_usd"], 4)
     0.006
 """

@@ -3,7 +3,7 @@
 A plain slotted, frozen dataclass (no pydantic) so that building one costs about a microsecond.
 
 Example:
-    >>> e = LedgerEntry(stage="generate", component="gpt-4o", model="gpt-4o", input_tokens=10, cost_usd=0.1)
+    >>> e = LedgerEntry(stage="generation", component="gpt-4o", model="gpt-4o", input_tokens=10, cost_usd=0.1)
     >>> LedgerEntry.from_dict(e.to_dict()) == e
     True
 """
@@ -26,7 +26,8 @@ class LedgerEntry:
     """What one call cost.
 
     Attributes:
-        stage: the RAG stage ("retrieval_strategy", "retrieve", "generate", "route", "judge", ...).
+        stage: the stage ("generation", "retrieval", "indexing", "embedding", "routing", "judge" are the
+            library's own, see :mod:`rag_routing.ledger.stage_names`; any name of yours works).
         component: what ran (a candidate name, "bm25", "knn-router", ...).
         model: the model id used for prices and energy, if any.
         input_tokens, output_tokens: token counts (provider-reported, or estimated when ``estimated``).

@@ -14,7 +14,7 @@ Example:
     >>> ledger = CostLedger(budget=Budget(max_usd=0.001))
     >>> ran = []
     >>> try:
-    ...     with ledger.guard(stage="generate", model="gpt-4o", est_input_tokens=10_000):
+    ...     with ledger.guard(stage="generation", model="gpt-4o", est_input_tokens=10_000):
     ...         ran.append(True)
     ... except BudgetExceededError:
     ...     pass

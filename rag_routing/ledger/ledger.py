@@ -9,13 +9,13 @@ before it runs if its estimate does not fit; with a store attached every entry i
 
 Example:
     >>> ledger = CostLedger()
-    >>> _ = ledger.record("retrieve", "bm25", seconds=0.002)
-    >>> e = ledger.record_call(stage="generate", model="gpt-4o-mini", usage={"prompt_tokens": 1000,
+    >>> _ = ledger.record("retrieval", "bm25", seconds=0.002)
+    >>> e = ledger.record_call(stage="generation", model="gpt-4o-mini", usage={"prompt_tokens": 1000,
     ...                        "completion_tokens": 500}, seconds=0.8)
     >>> round(e.cost_usd, 6), e.estimated
     (0.00045, False)
     >>> ledger.totals()["calls"], sorted(ledger.breakdown("stage"))
-    (2, ['generate', 'retrieve'])
+    (2, ['generation', 'retrieval'])
 """
 
 from __future__ import annotations
@@ -232,7 +232,7 @@ class CostLedger:
 
         Example:
             >>> ledger = CostLedger(budget=Budget(max_usd=0.01))
-            >>> with ledger.guard(stage="generate", model="gpt-4o", est_input_tokens=1000,
+            >>> with ledger.guard(stage="generation", model="gpt-4o", est_input_tokens=1000,
             ...                   est_output_tokens=200) as call:
             ...     _ = call.record(usage={"input_tokens": 1000, "output_tokens": 150})
             >>> round(ledger.totals()["cost_usd"], 4)

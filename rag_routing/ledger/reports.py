@@ -5,7 +5,7 @@ order in which threads recorded the entries.
 
 Example:
     >>> from rag_routing.ledger.entry import LedgerEntry
-    >>> rows = [LedgerEntry("generate", "a", cost_usd=0.1), LedgerEntry("generate", "b", cost_usd=0.2)]
+    >>> rows = [LedgerEntry("generation", "a", cost_usd=0.1), LedgerEntry("generation", "b", cost_usd=0.2)]
     >>> totals(rows)["cost_usd"], list(breakdown(rows, "component"))
     (0.30000000000000004, ['a', 'b'])
 """

@@ -14,7 +14,7 @@ Who sees the ambient ledger:
 
 Example:
     >>> with ledger_scope() as ledger:
-    ...     _ = current_ledger().record("retrieve", "bm25")
+    ...     _ = current_ledger().record("retrieval", "bm25")
     ...     with LedgerThreadPoolExecutor(max_workers=2) as pool:
     ...         _ = list(pool.map(lambda i: current_ledger().record("rerank", "ce"), range(3)))
     >>> len(ledger), current_ledger() is None

@@ -15,7 +15,7 @@ Example:
     >>> from rag_routing.ledger import CostLedger
     >>> path = os.path.join(tempfile.mkdtemp(), "ledger.db")
     >>> ledger = CostLedger(store=SQLiteStore(path))
-    >>> _ = ledger.record("generate", "gpt-4o", cost_usd=0.5)
+    >>> _ = ledger.record("generation", "gpt-4o", cost_usd=0.5)
     >>> CostLedger.from_store(SQLiteStore(path)).totals()["cost_usd"]
     0.5
 """

@@ -19,14 +19,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from rag_routing.ledger.stage_names import INDEXING, RETRIEVAL
+
 if TYPE_CHECKING:
     from rag_routing.candidates import Pricing
     from rag_routing.ledger.ledger import CostLedger
 
 #: Stage of a query-time call (embedding the query, searching the index, fusing rankings).
-STAGE_RETRIEVAL = "retrieval"
+STAGE_RETRIEVAL = RETRIEVAL
 #: Stage of building an index (embedding or tokenising the corpus).
-STAGE_INDEXING = "indexing"
+STAGE_INDEXING = INDEXING
 
 
 def active_ledger() -> CostLedger | None:

@@ -56,6 +56,7 @@ from rag_routing.evaluation.metrics import aiq
 from rag_routing.evaluation.sweep import OperatingPoints
 from rag_routing.ledger.ledger import CostLedger
 from rag_routing.ledger.scope import current_ledger, ledger_scope
+from rag_routing.ledger.stage_names import GENERATION
 from rag_routing.routers.base import Router, RouterInput, validate_queries
 from rag_routing.routers.cascade_replay import cost_quality_front, replay_chain
 from rag_routing.routers.judges import (
@@ -525,7 +526,7 @@ def _clients(candidates: Sequence[Any]) -> dict[str, LLMClient]:
             raise InvalidInputError(f"the pricing of {name!r} must be a Pricing, got {type(pricing).__name__}")
         if name in clients:
             raise UnknownCandidateError(f"candidate {name!r} appears twice")
-        clients[str(name)] = LLMClient(llm, model=model, pricing=pricing, stage="generate", component=str(name))
+        clients[str(name)] = LLMClient(llm, model=model, pricing=pricing, stage=GENERATION, component=str(name))
     if not clients:
         raise InvalidInputError("a cascade needs at least one candidate")
     return clients

@@ -9,7 +9,7 @@ number (unless ``allow_index=True``, then ``index_base``-based and range-checked
 becomes a route. It takes the declared ``fallback`` (``decision.fallback`` is True and the reason quotes the
 reply) or raises :class:`~rag_routing.errors.NoRouteError` — unlike LlamaIndex's LLM selector, which turns an
 unparsable or 0-based answer into index -1 and silently routes to the last engine. The routing call is recorded
-in the ambient ledger (``stage="route"``, the decision's id) and its cost is ``RoutingDecision.router_cost_usd``.
+in the ambient ledger (``stage="routing"``, the decision's id) and its cost is ``RoutingDecision.router_cost_usd``.
 
 Example (a scripted model stands in for a paid API; a LocalLLM or any LangChain chat model works the same):
     >>> from rag_routing.candidates import Pricing
@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationErro
 from rag_routing.candidates import Candidate
 from rag_routing.decision import RoutingDecision
 from rag_routing.errors import BudgetExceededError, InvalidInputError, NoRouteError, UnknownCandidateError
+from rag_routing.ledger.stage_names import ROUTING
 from rag_routing.ledger.tokens import count_tokens
 from rag_routing.routers.base import validate_queries
 from rag_routing.routers.judges.llm_client import LLMClient
@@ -89,7 +90,7 @@ class PromptRouter:
         self.fallback, self.allow_index, self.index_base = fallback, allow_index, int(index_base)
         self.max_tokens, self.temperature = max_tokens, temperature
         self.system_prompt, self.expected_output_tokens = system_prompt, expected_output_tokens
-        self.client = LLMClient(llm, stage="route", component="prompt_router", **client_options)
+        self.client = LLMClient(llm, stage=ROUTING, component="prompt_router", **client_options)
 
     def __repr__(self) -> str:
         return f"PromptRouter({self.names}, fallback={self.fallback!r}, model={self.client.model!r})"

@@ -39,6 +39,7 @@ from rag_routing.ledger.budget import Budget, Reservation
 from rag_routing.ledger.budget_stores import BudgetStore, MemoryBudgetStore
 from rag_routing.ledger.entry import LedgerEntry
 from rag_routing.ledger.ledger import CostLedger
+from rag_routing.ledger.stage_names import GENERATION, ROUTING
 from rag_routing.ledger.tokens import count_tokens
 from rag_routing.routers.base import Router
 from rag_routing.server.generation import Completion, GeneratorAdapter
@@ -176,11 +177,11 @@ class ChatService:
         metadata = {"forced": plan.forced, "partial": partial, "finish_reason": completion.finish_reason}
         try:
             if not plan.forced:
-                self.ledger.record("route", self.router.name, cost_usd=decision.router_cost_usd,
+                self.ledger.record(ROUTING, self.router.name, cost_usd=decision.router_cost_usd,
                                    seconds=plan.route_seconds, decision_id=decision.decision_id,
                                    principal=key.principal, metadata={"candidate": decision.candidate})
             return self.ledger.record(
-                "generate", decision.candidate, decision.candidate, input_tokens=input_tokens,
+                GENERATION, decision.candidate, decision.candidate, input_tokens=input_tokens,
                 output_tokens=output_tokens, cost_usd=cost, seconds=seconds, decision_id=decision.decision_id,
                 principal=key.principal, metadata=metadata,
                 estimated=completion.input_tokens is None or completion.output_tokens is None,

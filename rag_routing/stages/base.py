@@ -37,11 +37,12 @@ from typing import Any, ClassVar, Protocol, Union, runtime_checkable
 
 from rag_routing.errors import InvalidInputError, NotFittedError, UnknownCandidateError
 from rag_routing.ledger.scope import LedgerThreadPoolExecutor
+from rag_routing.ledger.stage_names import ROUTING
 from rag_routing.stages.attribution import stage_ledger
 from rag_routing.stages.state import RAGState, TraceStep
 
 #: Ledger stage of a router's own decision (its features and scoring time).
-ROUTING_STAGE = "routing"
+ROUTING_STAGE = ROUTING
 
 
 @runtime_checkable

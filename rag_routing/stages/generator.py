@@ -30,11 +30,12 @@ from rag_routing.candidates import Pricing
 from rag_routing.errors import InvalidInputError
 from rag_routing.ledger.pricing import ZERO_PRICE, default_table
 from rag_routing.ledger.scope import current_ledger
+from rag_routing.ledger.stage_names import GENERATION
 from rag_routing.stages.base import StageChoice, StageRouter
 from rag_routing.stages.prompt import DIRECT, extract_answer
 from rag_routing.stages.state import RAGState
 
-GENERATION_STAGE = "generation"
+GENERATION_STAGE = GENERATION
 
 
 def _text_of(result: Any) -> str:

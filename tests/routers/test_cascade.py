@@ -271,7 +271,7 @@ def test_an_online_cascade_of_local_models():
     with ledger_scope() as ledger:
         result = cascade.invoke("What is the capital of France? Answer with one word.")
     assert result.answer and result.attempts[0].score is not None and 0 <= result.attempts[0].score <= 1
-    generate = [e for e in ledger.entries if e.stage == "generate"]
+    generate = [e for e in ledger.entries if e.stage == "generation"]
     assert {e.decision_id for e in generate} == {result.decision_id} and all(e.cost_usd == 0 for e in generate)
     assert len(generate) == len(result.attempts)
 

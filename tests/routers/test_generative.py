@@ -71,7 +71,7 @@ def test_the_routing_call_is_the_routers_own_cost():
     with ledger_scope() as ledger:
         decision = PromptRouter(fake, pool).route("Why does my loop never end?")
     entry = ledger.entries[0]
-    assert (entry.stage, entry.component, entry.decision_id) == ("route", "prompt_router", decision.decision_id)
+    assert (entry.stage, entry.component, entry.decision_id) == ("routing", "prompt_router", decision.decision_id)
     assert decision.router_cost_usd == entry.cost_usd > 0
     assert decision.cost["coder"] > decision.cost["chat"] > 0
     assert "chat: talk" in fake.calls[0][0][0][1]
@@ -115,4 +115,4 @@ def test_the_local_model_as_router_never_misroutes():
     for decision in decisions:
         assert decision.candidate in names
         assert decision.fallback or prompt_router.parse(decision.metadata["reply"])[0] == decision.candidate
-    assert [e.stage for e in ledger.entries] == ["route"] * 2 and all(e.cost_usd == 0 for e in ledger.entries)
+    assert [e.stage for e in ledger.entries] == ["routing"] * 2 and all(e.cost_usd == 0 for e in ledger.entries)

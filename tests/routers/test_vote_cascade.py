@@ -42,7 +42,7 @@ def test_two_cheap_models_that_agree_answer_and_the_strong_model_never_runs():
     assert (result.answer, result.candidate) == ("B) oil", "v2") and strong.calls == []
     assert [a.candidate for a in result.attempts] == ["v1", "v2"]
     assert result.attempts[0].score == 0.0 and result.attempts[1].score > 0.8 and result.attempts[1].accepted
-    generate = [e for e in ledger.entries if e.stage == "generate"]
+    generate = [e for e in ledger.entries if e.stage == "generation"]
     assert [e.component for e in generate] == ["v1", "v2"] and {e.decision_id for e in ledger.entries} == \
         {result.decision_id}
     assert result.cost_usd == pytest.approx(ledger.totals()["cost_usd"]) and result.cost_usd > 0

@@ -52,10 +52,11 @@ from rag_routing.candidates import Pricing
 from rag_routing.errors import InvalidInputError, UnknownPriceError
 from rag_routing.ledger.ledger import CostLedger
 from rag_routing.ledger.scope import current_ledger
+from rag_routing.ledger.stage_names import GENERATION
 from rag_routing.ledger.tokens import parse_usage
 
 #: Default ledger stage of an LLM call seen by the handler.
-GENERATION_STAGE = "generation"
+GENERATION_STAGE = GENERATION
 _MODEL_KEYS = ("model_name", "model", "model_id", "deployment_name")
 
 

@@ -55,10 +55,11 @@ from langchain_core.runnables.utils import coro_with_context
 from rag_routing.errors import InvalidInputError, NotFittedError, UnknownCandidateError
 from rag_routing.ledger.ledger import CostLedger
 from rag_routing.ledger.scope import current_ledger, run_in_ledger_context
+from rag_routing.ledger.stage_names import ROUTING
 from rag_routing.stages.state import RAGState
 
 #: Ledger stage of a router's own decision.
-ROUTING_STAGE = "routing"
+ROUTING_STAGE = ROUTING
 DECISION_EVENT = "rag_routing_decision"
 _QUERY_KEYS = ("query", "question", "input")
 

@@ -43,8 +43,9 @@ from rag_routing.integrations.llamaindex.instrumentation import (
     usage_of,
 )
 from rag_routing.ledger.scope import current_ledger
+from rag_routing.ledger.stage_names import GENERATION
 
-GENERATION_STAGE = "generation"
+GENERATION_STAGE = GENERATION
 
 #: Where streamed tokens go while a RoutedRAGQueryEngine streams (``None``: do not stream).
 TOKEN_SINK: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar(

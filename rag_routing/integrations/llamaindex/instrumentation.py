@@ -66,6 +66,7 @@ from rag_routing.errors import UnknownPriceError
 from rag_routing.ledger.ledger import CostLedger
 from rag_routing.ledger.pricing import default_table
 from rag_routing.ledger.scope import current_ledger
+from rag_routing.ledger.stage_names import EMBEDDING, GENERATION
 from rag_routing.ledger.tokens import count_tokens_batch, parse_usage
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def _either(ledger: CostLedger | None, fallback: CostLedger | None) -> CostLedge
     return ledger if ledger is not None else fallback
 
 #: Ledger stages of the calls this handler records.
-GENERATION_STAGE, EMBEDDING_STAGE = "generation", "embedding"
+GENERATION_STAGE, EMBEDDING_STAGE = GENERATION, EMBEDDING
 _LLM_START = (LLMChatStartEvent, LLMCompletionStartEvent)
 _LLM_END = (LLMChatEndEvent, LLMCompletionEndEvent)
 

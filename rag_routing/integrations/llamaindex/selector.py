@@ -46,9 +46,10 @@ from llama_index.core.tools.types import ToolMetadata
 from rag_routing.errors import InvalidInputError, NotFittedError, UnknownCandidateError
 from rag_routing.integrations.llamaindex.events import emit_decision
 from rag_routing.ledger.scope import current_ledger
+from rag_routing.ledger.stage_names import ROUTING
 
 #: Ledger stage of a router's own decision.
-ROUTING_STAGE = "routing"
+ROUTING_STAGE = ROUTING
 
 
 class RoutingSelector(BaseSelector):
