@@ -222,3 +222,13 @@ def test_label_command_with_a_judge_billed_at_a_list_price(tmp_path, capsys):
     judging = float(printed.split("judging $")[1].split()[0])
     assert judging > 0 and "candidates $0.000000" in printed and "label_judge" in printed
     assert load_jsonl(out).quality[:, 0].tolist() == [0.9, 0.9]
+
+
+def test_labelling_names_are_exported_lazily():
+    import rag_routing
+    import rag_routing.evaluation as evaluation
+
+    names = ["RoutingDataBuilder", "LLMJudgeScorer", "SemanticSimilarityScorer", "DecisionValueSampler",
+             "UncertaintySampler", "RandomSampler", "NeighbourPosterior", "BootstrapPosterior", "make_sampler"]
+    assert all(getattr(evaluation, name) is not None for name in names)
+    assert rag_routing.RoutingDataBuilder is RoutingDataBuilder
