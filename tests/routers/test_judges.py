@@ -93,6 +93,18 @@ def test_client_refuses_before_the_call_when_the_budget_cannot_pay():
     assert chat.calls == [] and len(ledger) == 0 and ledger.budget.reserved().usd == 0.0
 
 
+def test_rewrapping_a_client_keeps_its_model_and_prices():
+    answer = lambda prompt: "ok"  # noqa: E731
+    priced = LLMClient(answer, model="house-model", pricing=Pricing(input_per_mtok=1.0, output_per_mtok=2.0))
+    again = LLMClient(priced, stage="label_judge")
+    assert (again.model, again.pricing, again.stage) == ("house-model", priced.pricing, "label_judge")
+    with ledger_scope() as ledger:
+        again.complete("hello there", max_tokens=4)
+    assert ledger.entries[0].model == "house-model" and ledger.entries[0].cost_usd > 0
+    renamed = LLMClient(priced, model="gpt-4o")  # another model name: its own list price, not the old pricing
+    assert renamed.model == "gpt-4o" and renamed.pricing is None
+
+
 def test_unknown_price_is_an_error_before_the_call_unless_declared():
     calls = []
     model = lambda prompt: calls.append(prompt) or "ok"  # noqa: E731

@@ -201,7 +201,12 @@ class LLMClient:
     def __init__(self, llm: Any, *, model: str | None = None, pricing: Pricing | None = None,
                  allow_unpriced: bool | None = None, params_billion: float | None = None, stage: str = "judge",
                  component: str | None = None, pass_options: bool = True):
-        if isinstance(llm, LLMClient):
+        if isinstance(llm, LLMClient):  # re-wrapping keeps what the given client knew unless overridden
+            pricing = pricing or (llm.pricing if model is None else None)  # a new model name: its own price
+            model = model or llm.model
+            allow_unpriced = llm.allow_unpriced if allow_unpriced is None else allow_unpriced
+            params_billion = params_billion if params_billion is not None else llm.params_billion
+            pass_options = pass_options and llm.pass_options
             llm = llm.llm
         self.llm = llm
         self.kind = _kind(llm)
