@@ -21,11 +21,12 @@ predicts them from the rest (GraphRouter's masked-edge training). A new query jo
 no outcome edges, linked to its task and its nearest training queries, so it is scored exactly like a masked
 training query.
 
-Unlike the paper (which scores new LLMs from a few of their outcomes), a candidate can be added from its
-description and price alone (:meth:`GraphRouter.add_candidate`): training also hides, at random steps, every
-outcome of one candidate (cold-start dropout, Volkovs et al. 2017, "DropoutNet"), so the network learns to
-predict a candidate from its description, price and task context. How well that works depends on how many
-candidates it learned from: see ``benchmarks/graph_router.py``.
+A new candidate needs no retraining (:meth:`GraphRouter.add_candidate`): a node from its description and price,
+plus, if you have them, its outcomes on a few anchor queries (the paper's few-shot setting for new LLMs).
+Training hides, at random steps, every outcome of one candidate or all but a few (cold-start dropout, Volkovs et
+al. 2017, "DropoutNet"), so the network learns to score a candidate from its description, price, task context
+and whatever outcomes it has. How much a description alone tells depends on how many candidates the network
+learned from: see ``benchmarks/graph_router.py``.
 """
 
 from __future__ import annotations
@@ -42,12 +43,12 @@ from rag_routing.embeddings import PrecomputedFeaturizer
 from rag_routing.errors import CorruptStateError, InvalidInputError, MissingDescriptionError
 from rag_routing.evaluation.dataset import RoutingDataset
 from rag_routing.routers.base import Router, RouterInput
-from rag_routing.routers.graph_memory import COST_EPS, GraphMemory, normalise_rows, top_similar
+from rag_routing.routers.graph_memory import COST_EPS, GraphMemory, assign_tasks, normalise_rows, top_similar
 from rag_routing.routers.matrix_factorization import inner_split, scaled_targets
 from rag_routing.routers.neighbours import check_float, check_int
 
-#: Metadata fields tried, in order, by ``task_key="auto"``.
-TASK_KEYS = ("task", "eval_name", "subject", "category")
+#: Largest share of a "just added" candidate's outcomes left visible at a cold-start training step.
+MAX_ANCHOR_SHARE = 0.1
 #: Query nodes scored per forward pass at prediction time.
 PREDICT_BATCH = 2048
 
@@ -134,33 +135,6 @@ class GraphRouter(Router):
         return hasattr(self, "network_") and super().is_fitted
 
     # ------------------------------------------------------------------ graph pieces
-    def _task_field(self, dataset: RoutingDataset) -> str | None:
-        if self.task_key is None:
-            return None
-        for key in TASK_KEYS if self.task_key == "auto" else (self.task_key,):
-            values = [m.get(key) for m in dataset.metadata]
-            if all(isinstance(v, str) and v for v in values) and 2 <= len(set(values)) <= len(values) / 2:
-                return key
-        if self.task_key != "auto":
-            raise InvalidInputError(f"task_key {self.task_key!r} must be a text field of every training query's "
-                                    "metadata with at least 2 distinct values; use 'auto' or None to cluster")
-        return None
-
-    def _tasks(self, F: np.ndarray, dataset: RoutingDataset) -> tuple[np.ndarray, list[str]]:
-        self.task_key_ = self._task_field(dataset)
-        if self.task_key_ is not None:
-            names = sorted({str(m[self.task_key_]) for m in dataset.metadata})
-            lookup = {n: i for i, n in enumerate(names)}
-            return np.array([lookup[str(m[self.task_key_])] for m in dataset.metadata], dtype=np.int64), names
-        from sklearn.cluster import KMeans
-
-        k = min(self.n_tasks, len(np.unique(F.round(6), axis=0)))
-        if k < 2:
-            return np.zeros(len(F), dtype=np.int64), ["cluster-0"]
-        labels = KMeans(n_clusters=k, random_state=self.seed, n_init=3).fit_predict(F).astype(np.int64)
-        used = np.unique(labels)
-        return np.searchsorted(used, labels), [f"cluster-{i}" for i in range(len(used))]
-
     def _task_of(self, F: np.ndarray, X: RouterInput) -> np.ndarray:
         """Task node of each new query: its metadata task when ``X`` is a dataset that has a known one, else the
         task with the nearest centroid."""
@@ -191,11 +165,13 @@ class GraphRouter(Router):
     def _fit(self, features: np.ndarray | None, dataset: RoutingDataset) -> None:
         assert features is not None
         rng = np.random.default_rng(self.seed)
-        if self.max_train is not None and len(dataset) > self.max_train:
-            rows = np.sort(rng.choice(len(dataset), self.max_train, replace=False))
+        rows = np.flatnonzero(~np.isnan(dataset.quality).all(axis=1))  # a query without outcomes teaches nothing
+        if self.max_train is not None and len(rows) > self.max_train:
+            rows = np.sort(rng.choice(rows, self.max_train, replace=False))
+        if len(rows) < 4:
+            raise InvalidInputError("GraphRouter needs at least 4 training queries with a known outcome")
+        if len(rows) < len(dataset):
             dataset, features = dataset.subset(rows), features[rows]
-        if len(dataset) < 4:
-            raise InvalidInputError("GraphRouter needs at least 4 training queries")
         texts = require_descriptions(self.candidates_, self.descriptions)
         self.descriptions_ = dict(zip(self.candidates_, texts))
         F = normalise_rows(features)
@@ -208,7 +184,8 @@ class GraphRouter(Router):
         self.log_cost_stats_ = (float(known.mean()), max(float(known.std()), 1.0))
         candidate_z = self._log_cost_z(self.mean_cost_)
         cost_z = np.where(np.isnan(dataset.cost), candidate_z[None, :], self._log_cost_z(dataset.cost))
-        task, self.task_names_ = self._tasks(F, dataset)
+        task, self.task_names_, self.task_key_ = assign_tasks(F, dataset.metadata, self.task_key, self.n_tasks,
+                                                             self.seed)
         centroids = np.vstack([F[task == t].mean(axis=0) for t in range(len(self.task_names_))])
         pool = int(math.ceil(self.k_neighbours / self.context_fraction)) + self.k_neighbours
         neighbours, sims = top_similar(F, F, pool, exclude_self=True)
@@ -222,8 +199,19 @@ class GraphRouter(Router):
         return GraphQualityNet(self.memory_.features.shape[1], self.memory_.candidate_text.shape[1] + 1,
                                self.hidden, self.layers, self.heads, self.dropout)
 
-    def _loss(self, torch: Any, context: np.ndarray, targets: np.ndarray, cold: int | None) -> Any:
-        graph = self.memory_.build(context, self._targets(targets), self.k_neighbours, cold)
+    def _cold_mask(self, rng: np.random.Generator, n_context: int) -> np.ndarray | None:
+        """Outcomes hidden at a training step: with probability ``cold_start``, all of one candidate's (half the
+        time) or all but a random 0-10 % (the other half), as for a candidate added with or without anchors."""
+        m = len(self.candidates_)
+        if m < 2 or rng.random() >= self.cold_start:
+            return None
+        hide = np.zeros((n_context, m), dtype=bool)
+        keep = 0.0 if rng.random() < 0.5 else rng.uniform(0.0, MAX_ANCHOR_SHARE)
+        hide[:, rng.integers(m)] = rng.random(n_context) >= keep
+        return hide
+
+    def _loss(self, torch: Any, context: np.ndarray, targets: np.ndarray, hide: np.ndarray | None) -> Any:
+        graph = self.memory_.build(context, self._targets(targets), self.k_neighbours, hide)
         logits = self.network_(graph, torch.arange(len(context), len(context) + len(targets)))
         y = torch.as_tensor(self.memory_.quality[targets])
         seen = ~torch.isnan(y)
@@ -234,7 +222,6 @@ class GraphRouter(Router):
 
         train, val = inner_split(len(self.memory_.features), self.val_fraction, rng)
         n_context = min(len(train) - 1, max(1, int(round(self.context_fraction * len(train)))))
-        m = len(self.candidates_)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             self.network_ = self._new_network()
@@ -244,8 +231,8 @@ class GraphRouter(Router):
                 if step:
                     self.network_.train()
                     order = rng.permutation(train)
-                    cold = int(rng.integers(m)) if m > 1 and rng.random() < self.cold_start else None
-                    loss = self._loss(torch, np.sort(order[:n_context]), order[n_context:], cold)
+                    hide = self._cold_mask(rng, n_context)
+                    loss = self._loss(torch, np.sort(order[:n_context]), order[n_context:], hide)
                     optimiser.zero_grad()
                     loss.backward()
                     optimiser.step()
@@ -288,10 +275,18 @@ class GraphRouter(Router):
         return np.vstack(out) if out else np.zeros((0, len(self.candidates_)))
 
     # ------------------------------------------------------------------ the candidate pool
-    def add_candidate(self, name: str, *, description: str | None = None, cost: float) -> GraphRouter:
-        """Add candidate ``name`` from its one-line ``description`` (default: ``descriptions=`` or the shipped
-        table) and ``cost`` (expected US $ per call), without retraining: it becomes a candidate node with no
-        outcome edges, scored like the candidates hidden during training. Returns ``self``."""
+    def add_candidate(self, name: str, outcomes: Sequence[float] | np.ndarray | None = None,
+                      queries_or_features: RouterInput | None = None, *, description: str | None = None,
+                      cost: float) -> GraphRouter:
+        """Add candidate ``name`` without retraining: a candidate node from its one-line ``description``
+        (default: ``descriptions=`` or the shipped table) and ``cost`` (expected US $ per call).
+
+        Without ``outcomes`` the node has no outcome edges and is scored like the candidates hidden during
+        training, from its description, price and task context alone. With ``outcomes`` (NaN = unknown) measured on
+        ``queries_or_features`` (a few anchor queries, as for :func:`rag_routing.pool.profile_candidate`), those
+        queries join the graph with an outcome edge to the new node only (GraphRouter's few-shot new-LLM
+        setting). Returns ``self``.
+        """
         self._check_fitted()
         if not isinstance(name, str) or not name.strip():
             raise InvalidInputError("candidate name must be a non-empty string")
@@ -306,11 +301,40 @@ class GraphRouter(Router):
                                               "tuned for', cost=...)")
         elif not isinstance(description, str) or not description.strip():
             raise InvalidInputError(f"the description of {name!r} must be a non-empty string")
-        self.memory_.add_candidate(self._embed_descriptions([description])[0], float(self._log_cost_z(cost)))
+        anchors = None if outcomes is None else self._anchors(outcomes, queries_or_features)
+        z = float(self._log_cost_z(cost))
+        self.memory_.add_candidate(self._embed_descriptions([description])[0], z)
+        if anchors is not None:
+            F, tasks, y = anchors
+            rows = np.full((len(y), len(self.candidates_) + 1), np.nan, dtype=np.float32)
+            rows[:, -1] = y
+            self.memory_.add_queries(F, tasks, rows, np.full(rows.shape, z, dtype=np.float32))
         self.descriptions_[name] = description
         self.candidates_ = [*self.candidates_, name]
         self.mean_cost_ = np.append(self.mean_cost_, cost)
         return self
+
+    def _anchors(self, outcomes: Sequence[float] | np.ndarray, queries_or_features: RouterInput | None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(features, tasks, scaled outcomes) of the anchor queries with a known outcome, checked."""
+        try:
+            y = np.asarray(outcomes, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            raise InvalidInputError("outcomes must be numbers (NaN = unknown)") from None
+        if np.isinf(y).any() or np.isnan(y).all():
+            raise InvalidInputError("outcomes must be finite, with at least one known (non-NaN) value")
+        if queries_or_features is None:
+            raise InvalidInputError("outcomes need the queries (or features) they were measured on")
+        F = normalise_rows(self.features(queries_or_features))
+        if len(F) != len(y):
+            raise InvalidInputError(f"{len(y)} outcomes for {len(F)} queries")
+        if F.shape[1] != self.memory_.features.shape[1]:
+            raise InvalidInputError(f"features have {F.shape[1]} dimensions; the router was fitted on "
+                                    f"{self.memory_.features.shape[1]}")
+        low, high = self.quality_range_
+        keep = ~np.isnan(y)
+        scaled = np.clip((y[keep] - low) / (high - low), 0.0, 1.0).astype(np.float32)
+        return F[keep], self._task_of(F, queries_or_features)[keep], scaled
 
     def remove_candidate(self, name: str) -> GraphRouter:
         """Drop candidate ``name`` (its node and its outcome edges). Returns ``self``."""
@@ -365,4 +389,4 @@ class GraphRouter(Router):
         self.network_.eval()
 
 
-__all__ = ["GraphRouter", "TASK_KEYS"]
+__all__ = ["GraphRouter"]

@@ -1,6 +1,7 @@
 """The training graph a :class:`~rag_routing.routers.graph.GraphRouter` keeps: node features and observed
 edges as plain numpy arrays, and :meth:`GraphMemory.build`, which turns them into the tensors of one forward
-pass (:class:`~rag_routing.routers.graph_network.QueryGraph`).
+pass (:class:`~rag_routing.routers.graph_network.QueryGraph`); also the task nodes (:func:`assign_tasks`) and
+nearest-neighbour search over the training queries (:func:`top_similar`).
 
 Training queries are *context* nodes (their observed outcomes are edges to the candidates) or *target* nodes
 (their outcomes are hidden: they are what the network predicts). New queries are always targets. Targets only
@@ -9,13 +10,16 @@ receive messages, so a prediction never depends on which other queries share its
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 
-from rag_routing.errors import CorruptStateError
+from rag_routing.errors import CorruptStateError, InvalidInputError
 
+#: Metadata fields tried, in order, by ``task_key="auto"``.
+TASK_KEYS = ("task", "eval_name", "subject", "category")
 #: Added to a US $ cost before its logarithm, so that a free (local) model has a finite log-cost.
 COST_EPS = 1e-8
 #: Pseudo-outcomes that shrink a candidate's per-task mean quality towards its overall mean.
@@ -52,6 +56,40 @@ def top_similar(queries: np.ndarray, memory: np.ndarray, k: int, *, exclude_self
     return index, sims
 
 
+def task_field(metadata: Sequence[Mapping[str, Any]], task_key: str | None) -> str | None:
+    """The metadata field that names each query's task: ``task_key``, or with ``"auto"`` the first of
+    :data:`TASK_KEYS` that every row has as text, with 2 or more values and at most one per two rows."""
+    if task_key is None:
+        return None
+    for key in TASK_KEYS if task_key == "auto" else (task_key,):
+        values = [m.get(key) for m in metadata]
+        if all(isinstance(v, str) and v for v in values) and 2 <= len(set(values)) <= len(values) / 2:
+            return key
+    if task_key != "auto":
+        raise InvalidInputError(f"task_key {task_key!r} must be a text field of every training query's metadata "
+                                "with at least 2 distinct values; use 'auto' or None to cluster")
+    return None
+
+
+def assign_tasks(features: np.ndarray, metadata: Sequence[Mapping[str, Any]], task_key: str | None, n_tasks: int,
+                 seed: int) -> tuple[np.ndarray, list[str], str | None]:
+    """(task of each query, task names, the metadata field used or ``None``): the values of the task field, else
+    at most ``n_tasks`` k-means clusters of the features."""
+    key = task_field(metadata, task_key)
+    if key is not None:
+        names = sorted({str(m[key]) for m in metadata})
+        lookup = {n: i for i, n in enumerate(names)}
+        return np.array([lookup[str(m[key])] for m in metadata], dtype=np.int64), names, key
+    from sklearn.cluster import KMeans
+
+    k = min(n_tasks, len(np.unique(features.round(6), axis=0)))
+    if k < 2:
+        return np.zeros(len(features), dtype=np.int64), ["cluster-0"], None
+    labels = KMeans(n_clusters=k, random_state=seed, n_init=3).fit_predict(features).astype(np.int64)
+    used = np.unique(labels)
+    return np.searchsorted(used, labels), [f"cluster-{i}" for i in range(len(used))], None
+
+
 def neighbour_edges(neighbours: np.ndarray, sims: np.ndarray, position: np.ndarray, k: int, offset: int
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(source node, destination node, similarity) of the first ``k`` neighbours of each row that are context
@@ -81,10 +119,10 @@ class GraphMemory:
         return np.hstack([self.candidate_text, self.candidate_log_cost[:, None]]).astype(np.float32)
 
     def build(self, context: np.ndarray, targets: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], k: int,
-              cold: int | None = None) -> Any:
+              hide: np.ndarray | None = None) -> Any:
         """The :class:`QueryGraph` of ``context`` training rows (outcomes visible) followed by target query
-        nodes ``targets = (features, task, neighbour rows, neighbour similarities)``. ``cold``: a candidate whose
-        observed edges are all hidden, as if it had just been added from its description."""
+        nodes ``targets = (features, task, neighbour rows, neighbour similarities)``. ``hide``: an ``(len(context), m)`` mask
+        of observed outcomes to leave out (a candidate "just added" with few or no outcomes)."""
         import torch
 
         from rag_routing.routers.graph_network import QueryGraph
@@ -97,8 +135,8 @@ class GraphMemory:
         task_of = np.concatenate([self.task[context], tasks]).astype(np.int64)
         Q = self.quality[context]
         seen = ~np.isnan(Q)
-        if cold is not None:
-            seen[:, cold] = False
+        if hide is not None:
+            seen &= ~hide
         qi, mi = np.nonzero(seen)
         outcome = np.stack([Q[qi, mi], self.log_cost[context][qi, mi]], axis=1)
         member = np.zeros((n_ctx, n_tasks), dtype=np.float32)
@@ -152,10 +190,28 @@ class GraphMemory:
         self.candidate_text = np.vstack([self.candidate_text, text_vector.reshape(1, -1)]).astype(np.float32)
         self.candidate_log_cost = np.append(self.candidate_log_cost, np.float32(log_cost_z)).astype(np.float32)
 
+    def add_queries(self, features: np.ndarray, task: np.ndarray, quality: np.ndarray, log_cost: np.ndarray) -> None:
+        """Append context queries (e.g. a new candidate's anchors) and recompute every neighbour list."""
+        self.features = np.vstack([self.features, features]).astype(np.float32)
+        self.task = np.concatenate([self.task, task]).astype(np.int64)
+        self.quality = np.vstack([self.quality, quality]).astype(np.float32)
+        self.log_cost = np.vstack([self.log_cost, log_cost]).astype(np.float32)
+        self._reindex()
+
     def drop_candidate(self, j: int) -> None:
+        """Forget candidate ``j``, and the queries left without any outcome (e.g. its anchors)."""
         keep = np.delete(np.arange(len(self.candidate_text)), j)
         self.quality, self.log_cost = self.quality[:, keep], self.log_cost[:, keep]
         self.candidate_text, self.candidate_log_cost = self.candidate_text[keep], self.candidate_log_cost[keep]
+        known = ~np.isnan(self.quality).all(axis=1)
+        if not known.all():
+            self.features, self.task = self.features[known], self.task[known]
+            self.quality, self.log_cost = self.quality[known], self.log_cost[known]
+            self._reindex()
+
+    def _reindex(self) -> None:
+        self.neighbours, self.neighbour_sims = top_similar(self.features, self.features, self.neighbours.shape[1],
+                                                           exclude_self=True)
 
     # ------------------------------------------------------------------ persistence
     def arrays(self) -> dict[str, np.ndarray]:
@@ -179,4 +235,5 @@ class GraphMemory:
         return memory
 
 
-__all__ = ["GraphMemory", "top_similar", "neighbour_edges", "normalise_rows", "COST_EPS"]
+__all__ = ["GraphMemory", "TASK_KEYS", "assign_tasks", "task_field", "top_similar", "neighbour_edges",
+           "normalise_rows", "COST_EPS"]

@@ -92,6 +92,31 @@ def test_new_candidate_from_its_description_changes_routing(fitted, tmp_path):
     assert S[1, -1] > 0.5 > S[0, -1]
 
 
+def test_new_candidate_from_anchor_outcomes_through_the_pool(specialists, tmp_path):
+    """Descriptions that say nothing (as on real data): a few anchor outcomes decide, either way round."""
+    from rag_routing.pool import profile_candidate
+
+    generic = {name: f"a general model number {i}" for i, name in enumerate(specialists.candidates)}
+    fitted = GraphRouter(descriptions={**generic, "newcomer": "a general model number 9"}, **FAST).fit(specialists)
+    anchors = specialists.subset([0, 1, 2, 3, 30, 31, 32, 33])
+    for outcomes, good in (([1, 1, 1, np.nan, 0, 0, 0, 0], 0), ([0, 0, 0, 0, 1, np.nan, 1, 1], 1)):
+        router = _copy(fitted, tmp_path)
+        profile_candidate("newcomer", outcomes, anchors, cost=0.01, routers=[router])
+        assert len(router.memory_.features) == 60 + 7  # a NaN outcome is no edge
+        S = router.predict_quality(QUERIES)
+        assert S[good, -1] > 0.5 > S[1 - good, -1]
+        assert np.allclose(_copy(router, tmp_path, "anchored.npz").predict_quality(QUERIES), S, atol=1e-6)
+    router.remove_candidate("newcomer")
+    assert len(router.memory_.features) == 60 and router.memory_.neighbours.max() < 60
+    with pytest.raises(InvalidInputError, match="queries"):
+        router.add_candidate("x", [1.0], description=MATHS_TEXT, cost=0.01)
+    with pytest.raises(InvalidInputError, match="2 outcomes for 1 queries"):
+        router.add_candidate("x", [1.0, 0.0], QUERIES[:1], description=MATHS_TEXT, cost=0.01)
+    with pytest.raises(InvalidInputError, match="finite"):
+        router.add_candidate("x", [np.nan], QUERIES[:1], description=MATHS_TEXT, cost=0.01)
+    assert "x" not in router.candidates_ and len(router.candidates_) == len(router.memory_.candidate_text)
+
+
 def test_save_load_round_trip_keeps_added_candidates(fitted, tmp_path):
     router = _copy(fitted, tmp_path, "a.npz").add_candidate("newcomer", description=MATHS_TEXT, cost=0.02)
     loaded = _copy(router, tmp_path, "b.npz")
@@ -129,10 +154,14 @@ def test_unknown_outcomes_are_not_edges(specialists, descriptions):
     quality = specialists.quality.copy()
     quality[::3, 0] = np.nan
     quality[:, 5] = np.nan  # a candidate never observed is fitted from its description alone
+    quality[[1, 40]] = np.nan  # queries without any outcome are left out of the graph
     data = RoutingDataset(specialists.queries, specialists.candidates, quality, specialists.cost,
                           metadata=specialists.metadata)
-    S = GraphRouter(descriptions=descriptions, **FAST).fit(data).predict_quality(QUERIES)
-    assert np.isfinite(S).all() and S[0, 0] > S[0, 4]
+    router = GraphRouter(descriptions=descriptions, **FAST).fit(data)
+    S = router.predict_quality(QUERIES)
+    assert np.isfinite(S).all() and S[0, 0] > S[0, 4] and len(router.memory_.features) == 58
+    with pytest.raises(InvalidInputError, match="at least 4"):
+        GraphRouter(descriptions=descriptions, **FAST).fit(data.subset([0, 1, 2, 3, 40]))
 
 
 def test_errors(specialists, descriptions, fitted):
@@ -215,6 +244,21 @@ def test_attention_layer_is_order_free_and_normalised():
     once = {"query_candidate": (torch.tensor([0]), torch.tensor([2]), edges["query_candidate"][2][[5]])}
     assert torch.allclose(layer(h, QueryGraph(h, twice, torch.zeros(0)))["candidate"][2],
                           layer(h, QueryGraph(h, once, torch.zeros(0)))["candidate"][2], atol=1e-6)
+
+
+def test_neighbour_search_matches_a_full_sort():
+    from rag_routing.routers.graph_memory import CHUNK, normalise_rows, top_similar
+
+    rng = np.random.default_rng(0)
+    memory = normalise_rows(rng.normal(size=(CHUNK + 37, 6)))
+    idx, sims = top_similar(memory, memory, 5, exclude_self=True)
+    S = memory @ memory.T
+    np.fill_diagonal(S, -np.inf)
+    expected = np.argsort(-S, axis=1, kind="stable")[:, :5]
+    assert np.array_equal(idx, expected) and np.allclose(sims, np.take_along_axis(S, expected, axis=1))
+    tied = top_similar(np.ones((1, 2), dtype=np.float32), np.ones((4, 2), dtype=np.float32), 3)[0]
+    assert tied.tolist() == [[0, 1, 2]]  # ties: lower index first
+    assert top_similar(memory[:2], memory[:1], 3, exclude_self=True)[0].shape == (2, 0)
 
 
 def test_shipped_descriptions_cover_the_shared_models():
