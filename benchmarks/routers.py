@@ -51,7 +51,10 @@ VARIANTS: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
     "mmlu": [("classifier[subject]", "classifier", {"label_key": "subject"}),
              ("classifier[direct]", "classifier", {"mode": "direct"}),
              ("regressor[mlp]", "regressor", {"model": "mlp"}),
-             ("mf[pairwise]", "mf", {"objective": "pairwise"})],
+             ("mf[pairwise]", "mf", {"objective": "pairwise"}),
+             # The subject labels train a subject classifier; routing reads only the question text.
+             ("ensemble[+subject]", "ensemble", {"members": [
+                 "tfidf_lr", {"router": "classifier", "label_key": "subject", "entropy_threshold": 1.0}, "mf"]})],
     "routerbench": [("classifier[task]", "classifier", {"label_key": "eval_name"}),
                     ("classifier[direct]", "classifier", {"mode": "direct"}),
                     ("regressor[mlp]", "regressor", {"model": "mlp"}),

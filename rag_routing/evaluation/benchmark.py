@@ -144,7 +144,7 @@ def build_router(item: str | Router, featurizer: Any, seed: int, params: Mapping
     klass = router_class(item)
     kwargs = dict(params or {})
     accepted = inspect.signature(klass.__init__).parameters
-    if klass.uses_features and featurizer is not None:
+    if (klass.uses_features or getattr(klass, "shares_featurizer", False)) and featurizer is not None:
         kwargs.setdefault("featurizer", featurizer)
     if "seed" in accepted:
         kwargs.setdefault("seed", seed)
@@ -209,7 +209,8 @@ def run_benchmark(
     test = test.select_candidates(train.candidates)
     seconds: dict[str, float] = {}
     featurizer = None
-    needs_features = any(i.uses_features if isinstance(i, Router) else router_class(i).uses_features for i in items)
+    klasses = [type(i) if isinstance(i, Router) else router_class(i) for i in items]
+    needs_features = any(k.uses_features or getattr(k, "shares_featurizer", False) for k in klasses)
     if needs_features:
         t = time.perf_counter()
         train, test, featurizer = featurize(train, test, embedder, progress)

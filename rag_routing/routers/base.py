@@ -222,6 +222,11 @@ class Router(ABC):
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted router to ``path`` (``.npz``) atomically; returns the path written."""
+        return write_state(path, *self.to_state())
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The fitted router as (JSON-able description, numeric arrays): what :meth:`save` writes and
+        :meth:`from_state` reads back (routers made of routers nest their members' states with it)."""
         self._check_fitted()
         config, arrays = self._get_state()
         meta: dict[str, Any] = {
@@ -236,14 +241,21 @@ class Router(ABC):
             f_config, f_arrays = self.featurizer_.get_state()
             meta["featurizer"] = f_config
             all_arrays.update({f"featurizer.{k}": v for k, v in f_arrays.items()})
-        return write_state(path, meta, all_arrays)
+        return meta, all_arrays
 
     @classmethod
     def load(cls, path: str | Path) -> Router:
         """Load a router saved with :meth:`save`. Only registered rag_routing router classes are accepted."""
+        meta, arrays = read_state(path)
+        return cls.from_state(meta, arrays, source=str(path))
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], source: str = "saved state") -> Router:
+        """Rebuild a router from :meth:`to_state`'s output; ``source`` names it in errors. Only registered
+        rag_routing router classes are accepted; anything malformed is a :class:`CorruptStateError`."""
         from rag_routing.routers.registry import get_router_class
 
-        meta, arrays = read_state(path)
+        path, arrays = source, dict(arrays)
         try:
             klass = get_router_class(str(meta["router"]))
         except (KeyError, InvalidInputError) as exc:

@@ -23,6 +23,8 @@ _BUILTIN: dict[str, str] = {
     "mf": "rag_routing.routers.supervised:MatrixFactorizationRouter",
     "classifier": "rag_routing.routers.supervised:ClassifierRouter",
     "regressor": "rag_routing.routers.supervised:QualityRegressor",
+    "tfidf_lr": "rag_routing.routers.sparse_text:TfidfLogisticRouter",
+    "ensemble": "rag_routing.routers.ensemble:EnsembleRouter",
     "rules": "rag_routing.routers.rules:ConditionalRouter",
     "semantic": "rag_routing.routers.semantic:SemanticRouter",
     "encoder": "rag_routing.routers.encoder:EncoderClassifierRouter",
