@@ -2,10 +2,11 @@
 the candidates on held-out queries (stacking, Wolpert 1992; Breiman 1996).
 
 Routers that read different evidence (sparse n-grams, dense embeddings, neighbours, predicted query classes)
-make partly independent errors, and an average of weak, partly independent estimates beats each of them. On
-RouteLLM MMLU (5-fold CV inside the training half) ``tfidf_lr`` + ``mf`` + ``knn`` reach APGR 0.674 against
-0.670 / 0.655 / 0.652 alone, and adding a subject classifier (``classifier`` with ``label_key="subject"``,
-which predicts the subject from the text) 0.679.
+make partly independent errors, and an average of weak, partly independent estimates is usually at least as good
+as the best of them without knowing in advance which one that is. On RouteLLM MMLU (5-fold CV inside the
+training half) ``tfidf_lr`` + ``mf`` + ``knn`` reach APGR 0.675 against 0.670 / 0.655 / 0.652 alone, 0.679 with
+a subject classifier (``classifier`` with ``label_key="subject"``, which predicts the subject from the text);
+on the test half the ensemble ties with ``tfidf_lr`` (0.689 against 0.692) and beats ``mf`` (0.667).
 """
 
 from __future__ import annotations
