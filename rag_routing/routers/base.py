@@ -92,20 +92,26 @@ class Router(ABC):
         if np.isnan(mean_cost).any():
             unknown = [c for c, v in zip(dataset.candidates, mean_cost) if np.isnan(v)]
             raise InvalidInputError(f"no known cost for candidates {unknown}; price them before fitting")
-        self.candidates_ = list(dataset.candidates)
-        self.mean_cost_ = mean_cost
-        features = None
-        if self.uses_features:
-            self.featurizer_ = make_featurizer(self.featurizer)
-            # Reuse the dataset's embeddings only when they come from this (ready) featurizer: an unfitted
-            # TF-IDF has the same name as the fitted one that made them, but not the same projection.
-            ready = getattr(self.featurizer_, "is_fitted", True)
-            if dataset.embeddings is not None and dataset.embedding_model == self.featurizer_.name and ready:
-                features = dataset.embeddings
-            else:
-                self.featurizer_.fit(dataset.queries)
-                features = self.featurizer_.transform(dataset.queries)
-        self._fit(features, dataset)
+        before = dict(self.__dict__)  # a failed fit leaves the router as it was, never half-fitted
+        try:
+            self.candidates_ = list(dataset.candidates)
+            self.mean_cost_ = mean_cost
+            features = None
+            if self.uses_features:
+                self.featurizer_ = make_featurizer(self.featurizer)
+                # Reuse the dataset's embeddings only when they come from this (ready) featurizer: an unfitted
+                # TF-IDF has the same name as the fitted one that made them, but not the same projection.
+                ready = getattr(self.featurizer_, "is_fitted", True)
+                if dataset.embeddings is not None and dataset.embedding_model == self.featurizer_.name and ready:
+                    features = dataset.embeddings
+                else:
+                    self.featurizer_.fit(dataset.queries)
+                    features = self.featurizer_.transform(dataset.queries)
+            self._fit(features, dataset)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
         return self
 
     @abstractmethod

@@ -39,6 +39,33 @@ def test_unfitted_and_bad_queries(toy_dataset):
         BestSingleRouter().fit("not a dataset")
 
 
+class _FailsOnSecondFit(BestSingleRouter):
+    """A router whose learning step fails on demand (after the base class has set its fitted attributes)."""
+
+    fail = False
+
+    def _fit(self, features, dataset):
+        super()._fit(features, dataset)
+        if self.fail:
+            raise InvalidInputError("learning failed")
+
+
+def test_a_failed_fit_leaves_the_router_as_it_was(toy_dataset):
+    router = _FailsOnSecondFit()
+    router.fail = True
+    with pytest.raises(InvalidInputError, match="learning failed"):
+        router.fit(toy_dataset)
+    assert not router.is_fitted  # never half-fitted
+    with pytest.raises(NotFittedError):
+        router.route(["hi"])
+    router.fail = False
+    before = router.fit(toy_dataset).route_indices(toy_dataset)
+    router.fail = True
+    with pytest.raises(InvalidInputError):
+        router.fit(toy_dataset)
+    assert router.is_fitted and np.array_equal(router.route_indices(toy_dataset), before)  # the old fit stays
+
+
 def test_budget_and_fallback(toy_dataset):
     router = BestSingleRouter(budget=0.005).fit(toy_dataset)
     assert set(router.route_indices(toy_dataset)) == {0}  # the large model costs 0.02 > 0.005
