@@ -184,6 +184,17 @@ class Router(ABC):
         except ValueError:
             raise UnknownCandidateError(f"unknown candidate {name!r}; router knows {self.candidates_}") from None
 
+    def _removable_position(self, name: str) -> int:
+        """The column of candidate ``name`` for ``remove_candidate``, or a clear error when the router cannot
+        lose it (unfitted, unknown, the only candidate left, or the declared fallback)."""
+        self._check_fitted()
+        j = self._candidate_position(name)
+        if len(self.candidates_) == 1:
+            raise InvalidInputError(f"cannot remove {name!r}: it is the only candidate left")
+        if getattr(self, "fallback", None) == name:
+            raise InvalidInputError(f"{name!r} is the fallback candidate; set another fallback first")
+        return j
+
     # ------------------------------------------------------------------ routing
     def route_indices(
         self, X: RouterInput, lam: float | None = None, budget: float | np.ndarray | None = None

@@ -338,12 +338,7 @@ class GraphRouter(Router):
 
     def remove_candidate(self, name: str) -> GraphRouter:
         """Drop candidate ``name`` (its node and its outcome edges). Returns ``self``."""
-        self._check_fitted()
-        j = self._candidate_position(name)
-        if len(self.candidates_) == 1:
-            raise InvalidInputError(f"cannot remove {name!r}: it is the only candidate left")
-        if self.fallback == name:
-            raise InvalidInputError(f"{name!r} is the fallback candidate; set another fallback first")
+        j = self._removable_position(name)
         self.memory_.drop_candidate(j)
         del self.descriptions_[name]
         self.candidates_ = [c for c in self.candidates_ if c != name]

@@ -128,10 +128,7 @@ class KNNRouter(MemoryRouter):
 
     def remove_candidate(self, name: str) -> KNNRouter:
         """Drop ``name``'s column; memory rows that only held its outcomes (its anchors) go too."""
-        self._check_fitted()
-        j = self._candidate_position(name)
-        if len(self.candidates_) == 1 or self.fallback == name:
-            raise InvalidInputError(f"cannot remove {name!r}: it is the last candidate or the fallback")
+        j = self._removable_position(name)
         quality = np.delete(self.train_quality_, j, axis=1)
         keep = ~np.isnan(quality).all(axis=1)
         self.candidates_ = [c for c in self.candidates_ if c != name]
@@ -314,12 +311,7 @@ class ClusterRouter(Router):
 
     def remove_candidate(self, name: str) -> ClusterRouter:
         """Drop candidate ``name`` from the pool (its per-cluster vector is forgotten). Returns ``self``."""
-        self._check_fitted()
-        j = self._candidate_position(name)
-        if len(self.candidates_) == 1:
-            raise InvalidInputError(f"cannot remove {name!r}: it is the only candidate left")
-        if self.fallback == name:
-            raise InvalidInputError(f"{name!r} is the fallback candidate; set another fallback first")
+        j = self._removable_position(name)
         keep = [i for i in range(len(self.candidates_)) if i != j]
         self.cluster_quality_ = self.cluster_quality_[:, keep]
         self.cluster_counts_ = self.cluster_counts_[:, keep]
