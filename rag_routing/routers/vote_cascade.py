@@ -96,16 +96,6 @@ class VoteCascade(CascadeRouter):
                 "n_folds": self.n_folds, "seed": self.seed}
 
     # ------------------------------------------------------------------ offline
-    def _fit(self, features: np.ndarray | None, dataset: RoutingDataset) -> None:
-        self.prior_ = np.nan_to_num(dataset.mean_quality(), nan=0.0)
-        if self.order is not None:
-            for name in self.order:
-                dataset.candidate_index(name)
-            self.order_ = list(self.order)
-        else:
-            self.order_ = self._choose_chain(dataset)
-        self.judge_ = self._train_judge(dataset, None, np.arange(len(dataset)))
-
     def _new_judge(self) -> AgreementJudge:
         j = self.judge
         assert isinstance(j, AgreementJudge)
@@ -135,7 +125,7 @@ class VoteCascade(CascadeRouter):
         cheap = [j for j in range(dataset.n_candidates) if j != final and cost[j] <= self.max_voter_cost * cost[final]]
         return sorted(cheap, key=lambda j: (cost[j], j))
 
-    def _choose_chain(self, dataset: RoutingDataset) -> list[str]:
+    def _choose_order(self, dataset: RoutingDataset, features: np.ndarray | None) -> list[str]:
         final, voters = self.final_candidate(dataset), self.voter_candidates(dataset)
         if len(voters) < 2:
             raise InvalidInputError(f"a vote cascade needs at least two candidates costing <= {self.max_voter_cost:g}"
