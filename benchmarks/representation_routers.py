@@ -1,4 +1,4 @@
-"""Rule, semantic (and, once merged, encoder / contrastive / graph) routers on the shared benchmark data.
+"""Rule, semantic, encoder and contrastive routers on the shared benchmark data (GraphRouter: benchmarks/graph_router.py).
 
 Run: ``python benchmarks/representation_routers.py [--data ../shared/data] [--only routerbench|routerdc7]
 [--embedder minilm|tfidf]``.
