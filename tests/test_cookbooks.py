@@ -4,7 +4,9 @@ none is committed with outputs or execution counts.
 Notebooks run in a Jupyter kernel started from *this* interpreter (a kernelspec written to a temporary folder
 whose argv is ``sys.executable -m ipykernel_launcher``), so a system-wide ``python3`` kernel can never stand in
 for the project's ``.venv``; ``test_kernel_is_this_interpreter`` checks it. Each notebook runs in its own
-folder (so its relative paths work as they do for a reader) with one deadline for the whole notebook.
+folder (so its relative paths work as they do for a reader) with one deadline for the whole notebook. The runs
+go in separate processes (``cookbook_runner.py``), up to ``COOKBOOK_WORKERS`` (default: the CPU count, at most
+3) at a time: each kernel is single-threaded, so two cores run two notebooks in the time of one.
 """
 
 from __future__ import annotations
@@ -12,19 +14,21 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
-import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cookbook_runner import KERNEL_NAME, execute
 
 REPO = Path(__file__).resolve().parents[1]
 COOKBOOKS = REPO / "cookbooks"
 NOTEBOOKS = sorted(COOKBOOKS.glob("*.ipynb"))
 #: Seconds for a whole notebook (each takes one to two minutes on an idle 2-core machine).
 NOTEBOOK_DEADLINE = 480
-KERNEL_NAME = "rag-routing-test-venv"
+RUNNER = Path(__file__).with_name("cookbook_runner.py")
 
 
 def _ids(paths: list[Path]) -> list[str]:
@@ -86,30 +90,6 @@ def kernel_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _kernel_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-                "HF_HUB_DISABLE_PROGRESS_BARS": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
-    env.pop("MPLBACKEND", None)  # the kernel's inline backend draws the figures into the outputs
-    env.update(extra)
-    return env
-
-
-def execute(nb: Any, kernel_dir: Path, cwd: Path, deadline_s: float, **env: str) -> Any:
-    """Run every cell of ``nb`` in a fresh kernel of this interpreter, in ``cwd``, within ``deadline_s``."""
-    from jupyter_client.kernelspec import KernelSpecManager
-    from jupyter_client.manager import AsyncKernelManager
-    from nbclient import NotebookClient
-
-    deadline = time.monotonic() + deadline_s
-    specs = KernelSpecManager(kernel_dirs=[str(kernel_dir)], ensure_native_kernel=False)
-    manager = AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs)
-    client = NotebookClient(nb, km=manager, kernel_name=KERNEL_NAME, resources={"metadata": {"path": str(cwd)}},
-                            timeout_func=lambda _cell: max(1, int(deadline - time.monotonic())),
-                            shutdown_kernel="graceful")
-    return client.execute(env=_kernel_env(**env))
-
-
 def _outputs(nb: Any) -> list[dict[str, Any]]:
     return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
 
@@ -129,25 +109,52 @@ def test_kernel_is_this_interpreter(kernel_dir: Path, tmp_path: Path) -> None:
     import nbformat
 
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import sys; print(sys.executable)")])
-    ran = execute(nb, kernel_dir, tmp_path, 120)
+    ran = execute(nb, kernel_dir, tmp_path, 120)  # from cookbook_runner
     assert _text(ran).strip() == sys.executable
 
 
-def _run_cookbook(path: Path, kernel_dir: Path, **env: str) -> tuple[Any, float]:
+#: Notebook runs at once (each kernel is one single-threaded process); COOKBOOK_WORKERS overrides.
+WORKERS = int(os.environ.get("COOKBOOK_WORKERS", max(1, min(os.cpu_count() or 1, 3))))
+
+
+@pytest.fixture(scope="module")
+def cookbook_runs(kernel_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Every cookbook run (each notebook, and notebook 5 without the shared data), ``WORKERS`` at a time, each
+    in its own process: ``{run id: {"notebook", "returncode", "stderr", "stdout"}}``."""
     import nbformat
 
-    nb = nbformat.read(path, as_version=4)
-    started = time.monotonic()
-    ran = execute(nb, kernel_dir, path.parent, NOTEBOOK_DEADLINE, **env)
-    seconds = time.monotonic() - started
-    print(f"{path.name}: {seconds:.1f} s")
-    return ran, seconds
+    out_dir = tmp_path_factory.mktemp("executed")
+    missing = out_dir / "no-shared-data"
+    jobs = {p.stem: (p, []) for p in NOTEBOOKS}
+    fifth = next(p for p in NOTEBOOKS if p.name.startswith("05_"))
+    jobs["05-without-shared-data"] = (fifth, [f"RAG_ROUTING_SHARED_DATA={missing}"])
+
+    def run(run_id: str) -> dict[str, Any]:
+        path, env = jobs[run_id]
+        out = out_dir / f"{run_id}.ipynb"
+        command = [sys.executable, str(RUNNER), str(path), str(kernel_dir), str(out),
+                   "--deadline", str(NOTEBOOK_DEADLINE), *(f"--env={e}" for e in env)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=NOTEBOOK_DEADLINE + 120)
+        ran = nbformat.read(out, as_version=4) if done.returncode == 0 and out.is_file() else None
+        return {"notebook": ran, "returncode": done.returncode, "stderr": done.stderr, "stdout": done.stdout}
+
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        results = dict(zip(jobs, pool.map(run, jobs)))
+    for run_id, result in results.items():
+        print(result["stdout"].strip() or f"{run_id}: failed")
+    return results
+
+
+def _executed(runs: dict[str, dict[str, Any]], run_id: str) -> Any:
+    result = runs[run_id]
+    assert result["returncode"] == 0, f"{run_id} failed:\n{result['stderr'][-4000:]}"
+    return result["notebook"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
-def test_cookbook_runs(path: Path, kernel_dir: Path) -> None:
-    ran, _ = _run_cookbook(path, kernel_dir)
+def test_cookbook_runs(path: Path, cookbook_runs: dict[str, dict[str, Any]]) -> None:
+    ran = _executed(cookbook_runs, path.stem)
     errors = [o for o in _outputs(ran) if o.get("output_type") == "error"]
     assert not errors
     pictures = [o for o in _outputs(ran) if "image/png" in o.get("data", {})]
@@ -155,9 +162,8 @@ def test_cookbook_runs(path: Path, kernel_dir: Path) -> None:
 
 
 @pytest.mark.slow
-def test_benchmark_cookbook_runs_without_shared_data(kernel_dir: Path, tmp_path: Path) -> None:
-    path = next(p for p in NOTEBOOKS if p.name.startswith("05_"))
-    ran, _ = _run_cookbook(path, kernel_dir, RAG_ROUTING_SHARED_DATA=str(tmp_path / "no-shared-data"))
+def test_benchmark_cookbook_runs_without_shared_data(cookbook_runs: dict[str, dict[str, Any]]) -> None:
+    ran = _executed(cookbook_runs, "05-without-shared-data")
     text = _text(ran)
     assert "no shared data" in text and "local model" in text
     assert any("image/png" in o.get("data", {}) for o in _outputs(ran))
