@@ -7,7 +7,7 @@ makes goes through the ambient cost ledger (:func:`~rag_routing.ledger.scope.led
 
 * :class:`ExactMatchScorer`, :class:`TokenF1Scorer`, :class:`ContainsAnswerScorer` — SQuAD's exact match and
   token F1 (Rajpurkar et al. 2016) and Adaptive-RAG's containment accuracy (Jeong et al. 2024), through
-  :func:`~rag_routing.stages.answer_scoring.score_answer` (max over the references). No model, no ledger entry.
+  :func:`~rag_routing.evaluation.answer_metrics.score_answer` (max over the references). No model, no ledger entry.
 * :class:`SemanticSimilarityScorer` — cosine similarity of the answer's and each reference's sentence
   embedding (the offline MiniLM by default; BERTScore-like in spirit, Zhang et al. 2020), the best reference
   counts, negative cosines count as 0. The embedding call is recorded at $0 with its seconds.
@@ -45,6 +45,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rag_routing.errors import InvalidInputError, JudgeReplyError
+from rag_routing.evaluation.answer_metrics import score_answer
 from rag_routing.ledger.scope import current_ledger
 
 #: Ledger stage of every call a scorer makes.
@@ -101,9 +102,6 @@ class _SquadScorer(AnswerScorer):
     metric: ClassVar[str] = "em"
 
     def _score(self, query: str, answer: str, references: list[str]) -> float:
-        # A leaf module (stdlib only), imported here so evaluation does not load the stages package.
-        from rag_routing.stages.answer_scoring import score_answer
-
         return score_answer(answer, references)[self.metric]
 
 

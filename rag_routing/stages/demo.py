@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from rag_routing.errors import InvalidInputError
+from rag_routing.evaluation.answer_metrics import score_answer
 from rag_routing.ledger.ledger import CostLedger
-from rag_routing.stages.answer_scoring import score_answer
 from rag_routing.stages.context import ContextRouter
 from rag_routing.stages.defaults import DefaultComponents, build_components
 from rag_routing.stages.examples import COMPLEXITY_EXAMPLES, DEMO_QUESTIONS
