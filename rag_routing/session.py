@@ -48,7 +48,7 @@ import numpy as np
 from rag_routing.decision import RoutingDecision, utilities
 from rag_routing.errors import InvalidInputError, NoRouteError
 from rag_routing.routers.base import validate_queries
-from rag_routing.routers.neighbours import check_float, check_int
+from rag_routing.validation import check_float, check_int
 
 
 @dataclass

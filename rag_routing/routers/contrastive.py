@@ -26,9 +26,15 @@ import numpy as np
 from rag_routing.errors import InvalidInputError
 from rag_routing.evaluation.dataset import RoutingDataset
 from rag_routing.routers.base import Router, RouterInput, validate_queries
-from rag_routing.routers.encoder import (arrays_to_module, build_encoder, encoder_config_dict, encoder_from_config,
-                                         mean_pool, module_to_arrays)
-from rag_routing.routers.neighbours import check_float, check_int
+from rag_routing.routers.encoder import (
+    arrays_to_module,
+    build_encoder,
+    encoder_config_dict,
+    encoder_from_config,
+    mean_pool,
+    module_to_arrays,
+)
+from rag_routing.validation import check_float, check_int
 
 
 class ContrastiveRouter(Router):

@@ -27,7 +27,7 @@ import numpy as np
 from rag_routing.errors import InvalidInputError
 from rag_routing.evaluation.dataset import RoutingDataset
 from rag_routing.routers.base import Router, RouterInput, validate_queries
-from rag_routing.routers.neighbours import check_choice, check_float, check_int
+from rag_routing.validation import check_choice, check_float, check_int
 
 
 def minilm_path() -> str:

@@ -20,7 +20,8 @@ import numpy as np
 from rag_routing.errors import CorruptStateError, InvalidInputError
 from rag_routing.evaluation.dataset import RoutingDataset
 from rag_routing.routers.base import Router, RouterInput
-from rag_routing.routers.matrix_factorization import check_number, inner_split
+from rag_routing.routers.matrix_factorization import inner_split
+from rag_routing.validation import check_number
 
 logger = logging.getLogger(__name__)
 

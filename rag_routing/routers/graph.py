@@ -45,7 +45,7 @@ from rag_routing.evaluation.dataset import RoutingDataset
 from rag_routing.routers.base import Router, RouterInput
 from rag_routing.routers.graph_memory import COST_EPS, GraphMemory, assign_tasks, normalise_rows, top_similar
 from rag_routing.routers.matrix_factorization import inner_split, scaled_targets
-from rag_routing.routers.neighbours import check_float, check_int
+from rag_routing.validation import check_float, check_int
 
 #: Largest share of a "just added" candidate's outcomes left visible at a cold-start training step.
 MAX_ANCHOR_SHARE = 0.1

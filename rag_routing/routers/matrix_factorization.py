@@ -16,6 +16,7 @@ import numpy as np
 from rag_routing.errors import InvalidInputError
 from rag_routing.evaluation.dataset import RoutingDataset
 from rag_routing.routers.base import Router, RouterInput
+from rag_routing.validation import check_number
 
 Params = dict[str, np.ndarray]
 #: ``(params, batch row indices, rng) -> (loss, gradients)`` on training rows.
@@ -24,17 +25,6 @@ LossFn = Callable[[Params, np.ndarray, "np.random.Generator | None"], tuple[floa
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free logistic
-
-
-def check_number(name: str, value: Any, low: float, high: float = np.inf, integer: bool = False,
-                 low_open: bool = False) -> None:
-    """Raise :class:`InvalidInputError` unless ``low <= value <= high`` (``low < value`` if ``low_open``)."""
-    kind = int if integer else (int, float)
-    ok = isinstance(value, kind) and not isinstance(value, bool) and np.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low) and value <= high
-    if not ok:
-        bound = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if np.isfinite(high) else "")
-        raise InvalidInputError(f"{name} must be {'an integer' if integer else 'a number'} {bound}, got {value!r}")
 
 
 def scaled_targets(quality: np.ndarray) -> tuple[np.ndarray, float, float]:

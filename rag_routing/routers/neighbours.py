@@ -27,28 +27,7 @@ import numpy as np
 from rag_routing.errors import CorruptStateError, InvalidInputError, require
 from rag_routing.evaluation.dataset import RoutingDataset
 from rag_routing.routers.base import Router, RouterInput
-
-
-def check_int(name: str, value: Any, low: int = 1) -> int:
-    """``value`` as an int ``>= low``, or :class:`InvalidInputError` naming the hyper-parameter."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise InvalidInputError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def check_float(name: str, value: Any, low: float = 0.0, high: float = math.inf, *, open_low: bool = False) -> float:
-    """``value`` as a finite float in ``[low, high]`` (``(low, high]`` when ``open_low``)."""
-    ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value > high or value < low or (open_low and value == low):
-        bracket = "(" if open_low else "["
-        raise InvalidInputError(f"{name} must be a finite number in {bracket}{low}, {high}], got {value!r}")
-    return float(value)
-
-
-def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise InvalidInputError(f"{name} must be one of {choices}, got {value!r}")
-    return str(value)
+from rag_routing.validation import check_choice, check_float, check_int
 
 
 class NeighbourIndex:

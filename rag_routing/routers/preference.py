@@ -20,7 +20,8 @@ import numpy as np
 
 from rag_routing.evaluation.dataset import RoutingDataset
 from rag_routing.routers.base import RouterInput
-from rag_routing.routers.neighbours import MemoryRouter, check_choice, check_float, check_int, neighbour_sums
+from rag_routing.routers.neighbours import MemoryRouter, neighbour_sums
+from rag_routing.validation import check_choice, check_float, check_int
 
 
 def battles(Y: np.ndarray, ties: str) -> tuple[np.ndarray, np.ndarray]:

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 from rag_routing.errors import InvalidInputError
 from rag_routing.evaluation.dataset import RoutingDataset
 from rag_routing.routers.base import Router, RouterInput, validate_queries
-from rag_routing.routers.neighbours import check_choice
+from rag_routing.validation import check_choice
 
 #: Longest regular expression accepted (a guard against pathological patterns in configs).
 MAX_PATTERN_CHARS = 500

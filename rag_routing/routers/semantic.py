@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from rag_routing.errors import InvalidInputError
 from rag_routing.evaluation.dataset import RoutingDataset
 from rag_routing.routers.base import Router, RouterInput, validate_queries
-from rag_routing.routers.neighbours import check_choice, check_float, check_int
+from rag_routing.validation import check_choice, check_float, check_int
 
 
 class Route(BaseModel):

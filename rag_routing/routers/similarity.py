@@ -20,11 +20,9 @@ from rag_routing.routers.base import Router, RouterInput
 from rag_routing.routers.neighbours import (
     MemoryRouter,
     NeighbourIndex,
-    check_choice,
-    check_float,
-    check_int,
     neighbour_sums,
 )
+from rag_routing.validation import check_choice, check_float, check_int
 
 
 class KNNRouter(MemoryRouter):

@@ -20,10 +20,10 @@ from rag_routing.errors import InvalidInputError
 from rag_routing.evaluation.dataset import RoutingDataset
 from rag_routing.routers.base import Router, RouterInput, validate_queries
 from rag_routing.routers.matrix_factorization import (
-    check_number,
     scaled_targets,
     sigmoid,
 )
+from rag_routing.validation import check_number
 
 #: Analyzers: character n-grams (``char_ngrams``), word n-grams (``word_ngrams``) or both, concatenated.
 ANALYZERS = ("char", "word", "char+word")

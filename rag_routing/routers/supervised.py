@@ -19,12 +19,12 @@ from rag_routing.routers.base import Router, RouterInput
 from rag_routing.routers.matrix_factorization import (
     MatrixFactorizationRouter,
     Params,
-    check_number,
     inner_split,
     scaled_targets,
     sigmoid,
     train_adam,
 )
+from rag_routing.validation import check_number
 
 #: Label of the fallback class of :class:`ClassifierRouter` (the mean over all training queries).
 GENERAL = "<general>"

@@ -34,7 +34,7 @@ from rag_routing.evaluation.dataset import RoutingDataset
 from rag_routing.routers.bandits.feedback import PendingDecision, PendingDecisions, rewards_from_feedback
 from rag_routing.routers.bandits.store import Arrays, BanditStateStore
 from rag_routing.routers.base import Router, RouterInput
-from rag_routing.routers.neighbours import check_float, check_int
+from rag_routing.validation import check_float, check_int
 
 
 def argmax_utility(S: np.ndarray, C: np.ndarray, lam: float, feasible: np.ndarray) -> np.ndarray:

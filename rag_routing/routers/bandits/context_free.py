@@ -19,7 +19,7 @@ import numpy as np
 from rag_routing.errors import InvalidInputError
 from rag_routing.routers.bandits.base import BanditRouter, argmax_utility
 from rag_routing.routers.bandits.store import Arrays
-from rag_routing.routers.neighbours import check_float
+from rag_routing.validation import check_float
 
 
 def _random_feasible(rng: np.random.Generator, feasible: np.ndarray) -> np.ndarray:

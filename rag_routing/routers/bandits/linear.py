@@ -21,7 +21,7 @@ import numpy as np
 from rag_routing.errors import CorruptStateError, InvalidInputError
 from rag_routing.routers.bandits.base import BanditRouter, argmax_utility
 from rag_routing.routers.bandits.store import Arrays
-from rag_routing.routers.neighbours import check_choice, check_float, check_int
+from rag_routing.validation import check_choice, check_float, check_int
 
 #: Rows used to fit the PCA projection (a seeded sample when there are more).
 PCA_MAX_ROWS = 20_000
