@@ -40,7 +40,7 @@ import uuid
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -495,10 +495,13 @@ class CascadeRouter(Router):
         return 1.0 - self.judge_scores(X, list(range(len(X))), weak, [[]] * len(X),
                                        self.features(X) if self.uses_features else None)
 
+    #: The judge class a saved cascade holds (its ``get_state`` / ``from_state`` persist the trained judge).
+    saved_judge: ClassVar[type] = AnswerScorerJudge
+
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         judge = self._fitted_judge()
-        if not isinstance(judge, AnswerScorerJudge):
-            raise InvalidInputError("only a cascade with a trained AnswerScorerJudge can be saved")
+        if not isinstance(judge, self.saved_judge):
+            raise InvalidInputError(f"only a {self.name} with a trained {self.saved_judge.__name__} can be saved")
         meta, arrays = judge.get_state()
         return ({"order": self.order_, "judge": meta},
                 {"prior": self.prior_, **{f"judge.{k}": v for k, v in arrays.items()}})
@@ -507,8 +510,8 @@ class CascadeRouter(Router):
         self.order_ = [str(c) for c in config["order"]]
         self.prior_ = np.asarray(arrays["prior"], dtype=np.float64)
         judge_arrays = {k[len("judge."):]: v for k, v in arrays.items() if k.startswith("judge.")}
-        self.judge_ = AnswerScorerJudge.from_state(config["judge"], judge_arrays)
-        if self.uses_features and self.judge_.featurizer_ is not None:
+        self.judge_ = self.saved_judge.from_state(config["judge"], judge_arrays)
+        if self.uses_features and getattr(self.judge_, "featurizer_", None) is not None:
             self.judge_.featurizer_ = self.featurizer_
 
 

@@ -69,6 +69,7 @@ class VoteCascade(CascadeRouter):
     uses_features = False
     #: Needs response texts (RouterBench); name it explicitly in `rag-routing bench --routers`.
     in_bench_all = False
+    saved_judge = AgreementJudge
 
     def __init__(self, candidates: Sequence[Any] | None = None, *, judge: AgreementJudge | None = None,
                  threshold: float | None = None, order: Sequence[str] | None = None, final: str | None = None,
@@ -154,20 +155,6 @@ class VoteCascade(CascadeRouter):
         assert best is not None
         self.order_aiq_ = best_aiq
         return [dataset.candidates[j] for j in best]
-
-    # ------------------------------------------------------------------ persistence
-    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        judge = self._fitted_judge()
-        assert isinstance(judge, AgreementJudge)
-        meta, arrays = judge.get_state()
-        return ({"order": self.order_, "judge": meta},
-                {"prior": self.prior_, **{f"judge.{k}": v for k, v in arrays.items()}})
-
-    def _set_state(self, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        self.order_ = [str(c) for c in config["order"]]
-        self.prior_ = np.asarray(arrays["prior"], dtype=np.float64)
-        self.judge_ = AgreementJudge.from_state(config["judge"], {k[len("judge."):]: v for k, v in arrays.items()
-                                                                  if k.startswith("judge.")})
 
 
 __all__ = ["VoteCascade"]
