@@ -62,9 +62,30 @@ def _bench(args: argparse.Namespace) -> int:
                              test_size=args.test_size, seed=args.seed, output_tokens=args.output_tokens,
                              price_table=_price_table(args.prices))
     report = run_benchmark(train, test, routers, embedder=args.embedder, seed=args.seed,
-                           n_lambdas=args.lambdas, progress=not args.quiet)
+                           n_lambdas=args.lambdas, progress=not args.quiet,
+                           router_params=_description_params(routers, args.descriptions))
     _finish(report, args)
     return 0
+
+
+def _description_params(routers: list[str], path: str | None) -> dict[str, dict[str, Any]] | None:
+    """``{router: {"descriptions": {...}}}`` for the routers that take candidate descriptions (``graph``)."""
+    if path is None:
+        return None
+    import inspect
+
+    from rag_routing.evaluation.benchmark import resolve_routers, router_class
+
+    try:
+        descriptions = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InvalidInputError(f"--descriptions {path}: not a readable JSON file ({exc})") from exc
+    if not isinstance(descriptions, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in descriptions.items()):
+        raise InvalidInputError(f"--descriptions {path} must hold one JSON object {{candidate: description}} "
+                                "with non-empty string descriptions")
+    return {name: {"descriptions": descriptions} for name in resolve_routers(routers) if isinstance(name, str)
+            and "descriptions" in inspect.signature(router_class(name).__init__).parameters}
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -113,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--prices", help="price table JSON overriding the shipped one ({'models': {name: "
                        "{'input': $/1M, 'output': $/1M}}})")
     bench.add_argument("--lambdas", type=int, default=200, help="λ values per cost-quality sweep (default 200)")
+    bench.add_argument("--descriptions", metavar="FILE.json", help="one-line candidate descriptions "
+                       "({name: text}) for routers that read them (graph); default: the shipped table")
     _outputs(bench)
     bench.set_defaults(run=_bench)
 

@@ -93,3 +93,27 @@ def test_usage_error_exits_2():
     with pytest.raises(SystemExit) as info:
         main(["no-such-command"])
     assert info.value.code == 2
+
+
+def test_bench_passes_candidate_descriptions_to_routers_that_read_them(tmp_path, capsys):
+    from rag_routing.cli import _description_params
+
+    good = tmp_path / "descriptions.json"
+    good.write_text(json.dumps({"gpt-4-1106-preview": "OpenAI's largest model, strong at reasoning",
+                                "mistralai/mistral-7b-chat": "a small open 7B chat model",
+                                "claude-instant-v1": "Anthropic's fast, cheap model"}))
+    params = _description_params(["graph", "knn"], str(good))
+    assert set(params) == {"graph"} and params["graph"]["descriptions"]["claude-instant-v1"].startswith("Anthropic")
+    assert _description_params(["knn"], None) is None
+    out = tmp_path / "graph.json"
+    code = main(["bench", "--train", str(FIXTURES / "routerbench_train.csv"), "--test",
+                 str(FIXTURES / "routerbench_test.csv"), "--routers", "graph", "--embedder", "tfidf",
+                 "--descriptions", str(good), "--json", str(out), "--quiet"])
+    assert code == 0 and json.loads(out.read_text())["results"][0]["router"] == "graph"
+    for bad in ('["not", "a", "mapping"]', '{"m": ""}', "not json"):
+        path = tmp_path / "bad.json"
+        path.write_text(bad)
+        assert main(["bench", "--train", str(FIXTURES / "routerbench_train.csv"), "--test",
+                     str(FIXTURES / "routerbench_test.csv"), "--routers", "graph", "--embedder", "tfidf",
+                     "--descriptions", str(path), "--quiet"]) == 2
+        assert "--descriptions" in capsys.readouterr().err
