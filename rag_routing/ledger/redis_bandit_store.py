@@ -23,40 +23,15 @@ Example (needs redis-server):
 
 from __future__ import annotations
 
-import io
 import uuid
-import zipfile
-import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
+from rag_routing.array_blobs import Arrays, decode_arrays, encode_arrays
 from rag_routing.errors import CorruptStateError, InvalidInputError
 from rag_routing.ledger.redis_connection import RedisConnection
-
-Arrays = dict[str, np.ndarray]
-
-
-def _encode(arrays: Mapping[str, np.ndarray]) -> bytes:
-    clean = {}
-    for name, value in arrays.items():
-        array = np.asarray(value)
-        if array.dtype == object:
-            raise InvalidInputError(f"bandit state array {name!r} has dtype object; only numeric arrays are stored")
-        clean[name] = array
-    buffer = io.BytesIO()
-    np.savez(buffer, **clean)
-    return buffer.getvalue()
-
-
-def _decode(data: bytes, where: str) -> Arrays:
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError,
-            zlib.error) as exc:  # a damaged zip header can raise any of these
-        raise CorruptStateError(f"{where}: stored bandit state is unreadable ({exc}); delete the key") from exc
 
 
 class RedisBanditStore:
@@ -88,7 +63,7 @@ class RedisBanditStore:
         if data is None:
             return None, 0
         try:
-            return _decode(bytes(data), f"Redis key {name!r}"), int(version or 0)
+            return decode_arrays(bytes(data), f"Redis key {name!r}"), int(version or 0)
         except ValueError as exc:
             raise CorruptStateError(f"Redis key {name!r} has a malformed version ({version!r})") from exc
 
@@ -124,7 +99,7 @@ class RedisBanditStore:
                     current, version = self._read(pipe, name)
                     result = {k: np.array(v, copy=True) for k, v in fn(current).items()}
                     pipe.multi()
-                    pipe.hset(name, mapping={"data": _encode(result), "version": version + 1})
+                    pipe.hset(name, mapping={"data": encode_arrays(result), "version": version + 1})
                     pipe.set(op, b"1", ex=self.op_ttl)
                     pipe.execute()
                     return result

@@ -22,45 +22,19 @@ Example:
 
 from __future__ import annotations
 
-import io
 import sqlite3
 import threading
 import time
-import zipfile
-import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from rag_routing.errors import CorruptStateError, InvalidInputError
+from rag_routing.array_blobs import Arrays, decode_arrays, encode_arrays
+from rag_routing.errors import CorruptStateError
 
-Arrays = dict[str, np.ndarray]
 UpdateFn = Callable[[Arrays | None], Mapping[str, np.ndarray]]
-
-
-def encode_arrays(arrays: Mapping[str, np.ndarray]) -> bytes:
-    """``arrays`` as ``.npz`` bytes (numeric dtypes only; object arrays are refused)."""
-    clean = {}
-    for name, value in arrays.items():
-        array = np.asarray(value)
-        if array.dtype == object:
-            raise InvalidInputError(f"bandit state array {name!r} has dtype object; only numeric arrays are stored")
-        clean[name] = array
-    buffer = io.BytesIO()
-    np.savez(buffer, **clean)
-    return buffer.getvalue()
-
-
-def decode_arrays(data: bytes, where: str = "bandit store") -> Arrays:
-    """Inverse of :func:`encode_arrays`; anything malformed raises :class:`CorruptStateError`."""
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError,
-            zlib.error) as exc:
-        raise CorruptStateError(f"{where}: stored bandit state is unreadable ({exc}); delete the key") from exc
 
 
 def _copy(arrays: Mapping[str, np.ndarray]) -> Arrays:
