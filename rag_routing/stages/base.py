@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, Union, runtime_checkable
 
 from rag_routing.errors import InvalidInputError, NotFittedError, UnknownCandidateError
-from rag_routing.ledger.scope import LedgerThreadPoolExecutor
 from rag_routing.ledger.stage_names import ROUTING
 from rag_routing.stages.attribution import stage_ledger
+from rag_routing.stages.batching import Batchable
 from rag_routing.stages.state import RAGState, TraceStep
 
 #: Ledger stage of a router's own decision (its features and scoring time).
@@ -124,7 +124,7 @@ def _run_coroutine(coro: Awaitable[Any]) -> Any:
     raise InvalidInputError("this option is async-only and an event loop is running; call ainvoke() instead")
 
 
-class StageRouter:
+class StageRouter(Batchable):
     """A RAG stage that chooses among named options (see module docstring).
 
     Args:
@@ -285,27 +285,6 @@ class StageRouter:
                 choice = await asyncio.to_thread(self._choose_recorded, state, step_id, collector)
             result, reported, extra = await self._arun(choice, state)
         return self._with_step(state, result, choice, reported, extra, collector, step_id, started)
-
-    def batch(self, states: Sequence[StateInput], *, max_concurrency: int | None = None) -> list[RAGState]:
-        """:meth:`invoke` for many states, in order (threads sharing the caller's ledger when
-        ``max_concurrency`` > 1)."""
-        items = list(states)
-        if not max_concurrency or max_concurrency <= 1 or len(items) <= 1:
-            return [self.invoke(s) for s in items]
-        with LedgerThreadPoolExecutor(max_workers=max_concurrency) as pool:
-            return list(pool.map(self.invoke, items))
-
-    async def abatch(self, states: Sequence[StateInput], *, max_concurrency: int | None = None) -> list[RAGState]:
-        """:meth:`ainvoke` for many states concurrently (at most ``max_concurrency`` at once), in order."""
-        limit = asyncio.Semaphore(max_concurrency) if max_concurrency else None
-
-        async def one(s: StateInput) -> RAGState:
-            if limit is None:
-                return await self.ainvoke(s)
-            async with limit:
-                return await self.ainvoke(s)
-
-        return list(await asyncio.gather(*(one(s) for s in states)))
 
     def __call__(self, state: StateInput) -> RAGState:
         return self.invoke(state)

@@ -18,16 +18,16 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from rag_routing.errors import InvalidInputError
 from rag_routing.ledger.ledger import CostLedger
-from rag_routing.ledger.scope import LedgerThreadPoolExecutor, ledger_scope
+from rag_routing.ledger.scope import ledger_scope
 from rag_routing.stages.base import StageRouter, StateInput, arun_option, run_option
+from rag_routing.stages.batching import Batchable
 from rag_routing.stages.context import ChunkContext, ContextRouter
 from rag_routing.stages.generator import as_generator
 from rag_routing.stages.prompt import DIRECT
@@ -53,7 +53,7 @@ class AnswerChain:
     __call__ = invoke
 
 
-class RoutedRAG:
+class RoutedRAG(Batchable):
     """A RAG pipeline with a router at every stage (see module docstring).
 
     Args:
@@ -119,26 +119,6 @@ class RoutedRAG:
                 return await arun_option(self.context, state)
             state = self.default_context.invoke(state)
             return await self.answer_chain.ainvoke(state) if self.answer_chain is not None else state
-
-    def batch(self, states: Sequence[StateInput], *, max_concurrency: int | None = None) -> list[RAGState]:
-        """:meth:`invoke` for many queries, in order (threads when ``max_concurrency`` > 1)."""
-        items = list(states)
-        if not max_concurrency or max_concurrency <= 1 or len(items) <= 1:
-            return [self.invoke(s) for s in items]
-        with LedgerThreadPoolExecutor(max_workers=max_concurrency) as pool:
-            return list(pool.map(self.invoke, items))
-
-    async def abatch(self, states: Sequence[StateInput], *, max_concurrency: int | None = None) -> list[RAGState]:
-        """:meth:`ainvoke` for many queries concurrently (at most ``max_concurrency`` at once), in order."""
-        limit = asyncio.Semaphore(max_concurrency) if max_concurrency else None
-
-        async def one(s: StateInput) -> RAGState:
-            if limit is None:
-                return await self.ainvoke(s)
-            async with limit:
-                return await self.ainvoke(s)
-
-        return list(await asyncio.gather(*(one(s) for s in states)))
 
     __call__ = invoke
 
