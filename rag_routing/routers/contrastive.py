@@ -26,6 +26,7 @@ import numpy as np
 from rag_routing.errors import InvalidInputError
 from rag_routing.evaluation.dataset import RoutingDataset
 from rag_routing.routers.base import Router, RouterInput, validate_queries
+from rag_routing.routers.early_stopping import EarlyStopping
 from rag_routing.routers.encoder import (
     arrays_to_module,
     build_encoder,
@@ -158,7 +159,8 @@ class ContrastiveRouter(Router):
         P, N = torch.as_tensor(pos), torch.as_tensor(neg)
         optimiser = torch.optim.AdamW([{"params": self.encoder_.parameters(), "lr": self.lr},
                                        {"params": [self.candidate_embeddings_], "lr": self.head_lr}])
-        best, best_state, stale, self.history_ = math.inf, None, 0, []
+        stopper = EarlyStopping(self.patience, lambda: (copy.deepcopy(self.encoder_.state_dict()),
+                                                        self.candidate_embeddings_.detach().clone()))
         gen = torch.Generator().manual_seed(self.seed)
         for _ in range(self.epochs):
             self.encoder_.train()
@@ -175,17 +177,12 @@ class ContrastiveRouter(Router):
                 self.encoder_.eval()
                 idx = torch.as_tensor(val)
                 v = float(self._losses(torch, [queries[i] for i in val.tolist()], P[idx], N[idx], clusters[idx]))
-            self.history_.append(v)
-            if v < best - 1e-6:
-                best, stale = v, 0
-                best_state = (copy.deepcopy(self.encoder_.state_dict()), self.candidate_embeddings_.detach().clone())
-            else:
-                stale += 1
-                if stale >= self.patience:
-                    break
-        if best_state is not None:
-            self.encoder_.load_state_dict(best_state[0])
-            self.candidate_embeddings_ = torch.nn.Parameter(best_state[1])
+            if stopper.update(v):
+                break
+        self.history_ = stopper.history
+        if stopper.best_state is not None:
+            self.encoder_.load_state_dict(stopper.best_state[0])
+            self.candidate_embeddings_ = torch.nn.Parameter(stopper.best_state[1])
         self.encoder_.eval()
 
     def _encode(self, texts: list[str]) -> Any:

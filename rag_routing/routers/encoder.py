@@ -18,7 +18,6 @@ Weights are saved as plain arrays (``state.encoder.<name>``), never pickled. tor
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +26,7 @@ import numpy as np
 from rag_routing.errors import InvalidInputError
 from rag_routing.evaluation.dataset import RoutingDataset
 from rag_routing.routers.base import Router, RouterInput, validate_queries
+from rag_routing.routers.early_stopping import EarlyStopping
 from rag_routing.validation import check_choice, check_float, check_int
 
 
@@ -200,7 +200,8 @@ class EncoderClassifierRouter(Router):
         optimiser = torch.optim.AdamW([{"params": self.encoder_.parameters(), "lr": self.lr},
                                        {"params": self.head_.parameters(), "lr": self.head_lr}],
                                       weight_decay=self.weight_decay)
-        best, best_state, stale, self.history_ = math.inf, None, 0, []
+        stopper = EarlyStopping(self.patience, lambda: (copy.deepcopy(self.encoder_.state_dict()),
+                                                        copy.deepcopy(self.head_.state_dict())))
         gen = torch.Generator().manual_seed(self.seed)
         for _ in range(self.epochs):
             self.encoder_.train()
@@ -216,17 +217,12 @@ class EncoderClassifierRouter(Router):
             with torch.no_grad():
                 self.encoder_.eval()
                 v = float(self._loss(torch, self._logits([queries[i] for i in val]), as_target(val)))
-            self.history_.append(v)
-            if v < best - 1e-6:
-                best, stale = v, 0
-                best_state = (copy.deepcopy(self.encoder_.state_dict()), copy.deepcopy(self.head_.state_dict()))
-            else:
-                stale += 1
-                if stale >= self.patience:
-                    break
-        if best_state is not None:
-            self.encoder_.load_state_dict(best_state[0])
-            self.head_.load_state_dict(best_state[1])
+            if stopper.update(v):
+                break
+        self.history_ = stopper.history
+        if stopper.best_state is not None:
+            self.encoder_.load_state_dict(stopper.best_state[0])
+            self.head_.load_state_dict(stopper.best_state[1])
         self.encoder_.eval()
 
     def _logits(self, texts: Sequence[str]) -> Any:

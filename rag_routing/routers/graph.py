@@ -43,6 +43,7 @@ from rag_routing.embeddings import PrecomputedFeaturizer
 from rag_routing.errors import CorruptStateError, InvalidInputError, MissingDescriptionError
 from rag_routing.evaluation.dataset import RoutingDataset
 from rag_routing.routers.base import Router, RouterInput
+from rag_routing.routers.early_stopping import EarlyStopping
 from rag_routing.routers.graph_memory import COST_EPS, GraphMemory, assign_tasks, normalise_rows, top_similar
 from rag_routing.routers.matrix_factorization import inner_split, scaled_targets
 from rag_routing.validation import check_float, check_int
@@ -226,7 +227,7 @@ class GraphRouter(Router):
             torch.manual_seed(self.seed)
             self.network_ = self._new_network()
             optimiser = torch.optim.AdamW(self.network_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-            best, best_state, waited, self.history_ = math.inf, None, 0, []
+            stopper = EarlyStopping(self.patience, lambda: copy.deepcopy(self.network_.state_dict()))
             for step in range(self.steps + 1):
                 if step:
                     self.network_.train()
@@ -241,15 +242,11 @@ class GraphRouter(Router):
                 self.network_.eval()
                 with torch.no_grad():
                     value = float(self._loss(torch, train, val, None))
-                self.history_.append(value)
-                if value < best - 1e-6:
-                    best, waited, best_state = value, 0, copy.deepcopy(self.network_.state_dict())
-                else:
-                    waited += 1
-                    if waited >= self.patience:
-                        break
-        if best_state is not None:
-            self.network_.load_state_dict(best_state)
+                if stopper.update(value):
+                    break
+            self.history_ = stopper.history
+        if stopper.best_state is not None:
+            self.network_.load_state_dict(stopper.best_state)
         self.network_.eval()
 
     # ------------------------------------------------------------------ prediction

@@ -16,6 +16,7 @@ import numpy as np
 from rag_routing.errors import InvalidInputError
 from rag_routing.evaluation.dataset import RoutingDataset
 from rag_routing.routers.base import Router, RouterInput
+from rag_routing.routers.early_stopping import EarlyStopping
 from rag_routing.validation import check_number
 
 Params = dict[str, np.ndarray]
@@ -57,7 +58,7 @@ def train_adam(params: Params, loss_fn: LossFn, train_rows: np.ndarray, val_rows
     v = {k: np.zeros_like(v) for k, v in params.items()}
     beta1, beta2, eps, step = 0.9, 0.999, 1e-8, 0
     best = {k: a.copy() for k, a in params.items()}
-    best_loss, waited, epoch = np.inf, 0, 0
+    stopper, epoch = EarlyStopping(patience, lambda: {k: a.copy() for k, a in params.items()}), 0
     for epoch in range(1, max_epochs + 1):
         order = rng.permutation(train_rows)
         for start in range(0, len(order), batch_size):
@@ -74,13 +75,10 @@ def train_adam(params: Params, loss_fn: LossFn, train_rows: np.ndarray, val_rows
             best = params
             continue
         val_loss, _ = loss_fn(params, val_rows, None)
-        if val_loss < best_loss - 1e-6:
-            best_loss, waited = val_loss, 0
-            best = {k: a.copy() for k, a in params.items()}
-        else:
-            waited += 1
-            if waited >= patience:
-                break
+        if stopper.update(val_loss):
+            break
+    if stopper.best_state is not None:
+        best = stopper.best_state
     return {k: a.copy() for k, a in best.items()}, epoch
 
 
