@@ -54,6 +54,7 @@ from rag_routing.evaluation.answer_scorers import LABEL_JUDGE_STAGE, AnswerScore
 from rag_routing.evaluation.dataset import RoutingDataset
 from rag_routing.ledger.ledger import CostLedger
 from rag_routing.ledger.scope import current_ledger, ledger_scope
+from rag_routing.validation import check_choice
 
 #: Ledger stage of the candidates' calls made to label data.
 LABEL_GENERATION_STAGE = "label_generation"
@@ -136,8 +137,7 @@ class RoutingDataBuilder:
             raise InvalidInputError("candidates must be a non-empty mapping {name: model}")
         if not isinstance(scorer, AnswerScorer):
             raise InvalidInputError(f"scorer must be an AnswerScorer, got {type(scorer).__name__}")
-        if on_error not in ("raise", "skip"):
-            raise InvalidInputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        check_choice("on_error", on_error, ("raise", "skip"))
         prices = dict(pricing or {})
         unknown = sorted(set(prices) - set(candidates))
         if unknown:

@@ -17,7 +17,7 @@ from rag_routing.errors import InvalidInputError
 from rag_routing.evaluation.dataset import RoutingDataset
 from rag_routing.routers.base import Router, RouterInput
 from rag_routing.routers.early_stopping import EarlyStopping
-from rag_routing.validation import check_number
+from rag_routing.validation import check_choice, check_number
 
 Params = dict[str, np.ndarray]
 #: ``(params, batch row indices, rng) -> (loss, gradients)`` on training rows.
@@ -136,8 +136,7 @@ class MatrixFactorizationRouter(Router):
         self._check_params()
 
     def _check_params(self) -> None:
-        if self.objective not in ("pointwise", "pairwise"):
-            raise InvalidInputError(f"objective must be 'pointwise' or 'pairwise', got {self.objective!r}")
+        check_choice("objective", self.objective, ("pointwise", "pairwise"))
         check_number("dim", self.dim, 1, integer=True)
         check_number("lr", self.lr, 0.0, low_open=True)
         check_number("weight_decay", self.weight_decay, 0.0)

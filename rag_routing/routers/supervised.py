@@ -24,7 +24,7 @@ from rag_routing.routers.matrix_factorization import (
     sigmoid,
     train_adam,
 )
-from rag_routing.validation import check_number
+from rag_routing.validation import check_choice, check_number
 
 #: Label of the fallback class of :class:`ClassifierRouter` (the mean over all training queries).
 GENERAL = "<general>"
@@ -103,8 +103,7 @@ class ClassifierRouter(Router):
         self._check_params()
 
     def _check_params(self) -> None:
-        if self.mode not in ("class", "direct"):
-            raise InvalidInputError(f"mode must be 'class' or 'direct', got {self.mode!r}")
+        check_choice("mode", self.mode, ("class", "direct"))
         if self.mode == "direct" and self.label_key is not None:
             raise InvalidInputError("mode='direct' predicts candidates, not metadata classes; drop label_key "
                                     "or use mode='class'")
@@ -281,8 +280,7 @@ class QualityRegressor(Router):
         self._check_params()
 
     def _check_params(self) -> None:
-        if self.model not in ("ridge", "mlp"):
-            raise InvalidInputError(f"model must be 'ridge' or 'mlp', got {self.model!r}")
+        check_choice("model", self.model, ("ridge", "mlp"))
         if self.alpha != "auto":
             check_number("alpha", self.alpha, 0.0, low_open=True)
         if not isinstance(self.hidden, tuple) or not self.hidden:

@@ -33,6 +33,7 @@ from rag_routing.evaluation.dataset import RoutingDataset
 from rag_routing.routers.base import Router
 from rag_routing.security.errors import RoutingAlarmError
 from rag_routing.security.guards import RouteGuard, downgrade, expensive_set, note
+from rag_routing.validation import check_choice
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,7 @@ class RoutingShiftAlarm(RouteGuard):
             raise InvalidInputError(f"min_requests must be an integer in [1, window], got {min_requests!r}")
         if not isinstance(alpha, float) or not 0 < alpha < 1:
             raise InvalidInputError(f"alpha must be a float in (0, 1), got {alpha!r}")
-        if direction not in ("expensive", "any"):
-            raise InvalidInputError(f"direction must be 'expensive' or 'any', got {direction!r}")
+        check_choice("direction", direction, ("expensive", "any"))
         if action not in ("observe", "downgrade", "refuse"):
             raise InvalidInputError(f"action must be 'observe', 'downgrade' or 'refuse', got {action!r}")
         self.reference = None if reference is None else self._check_reference(reference)

@@ -38,6 +38,7 @@ import numpy as np
 
 from rag_routing.errors import InvalidInputError
 from rag_routing.routers.base import Router, validate_queries
+from rag_routing.validation import check_choice
 
 _WORD = re.compile(r"[a-z][a-z0-9]+")
 
@@ -110,8 +111,7 @@ def search_gadget(router: Router, queries: Sequence[str], *, n_tokens: int = 10,
     queries = validate_queries(queries)
     if not queries:
         raise InvalidInputError("search_gadget needs at least one optimisation query")
-    if position not in ("suffix", "prefix"):
-        raise InvalidInputError(f"position must be 'suffix' or 'prefix', got {position!r}")
+    check_choice("position", position, ("suffix", "prefix"))
     sizes = (("n_tokens", n_tokens), ("iterations", iterations), ("candidates_per_step", candidates_per_step))
     for name, value in sizes:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -28,6 +28,7 @@ from rag_routing.decision import RoutingDecision
 from rag_routing.errors import InvalidInputError
 from rag_routing.security.errors import QuotaExceededError
 from rag_routing.security.guards import RouteGuard, downgrade, expensive_set, note
+from rag_routing.validation import check_choice
 
 
 class ExpensiveRouteQuota(RouteGuard):
@@ -52,8 +53,7 @@ class ExpensiveRouteQuota(RouteGuard):
                 raise InvalidInputError(f"quota for {who!r} must be an integer >= 0, got {limit!r}")
         if not isinstance(window_seconds, (int, float)) or not 0 < window_seconds < math.inf:
             raise InvalidInputError(f"window_seconds must be a positive number, got {window_seconds!r}")
-        if action not in ("downgrade", "refuse"):
-            raise InvalidInputError(f"action must be 'downgrade' or 'refuse', got {action!r}")
+        check_choice("action", action, ("downgrade", "refuse"))
         self.max_routes, self.window_seconds, self.action = max_routes, float(window_seconds), action
         self.expensive = None if expensive is None else frozenset(expensive)
         self.limits = dict(limits or {})

@@ -27,6 +27,7 @@ from rag_routing.errors import InvalidInputError
 from rag_routing.routers.judges.answer_text import extract_code
 from rag_routing.routers.judges.base import Judge, JudgeInput
 from rag_routing.routers.judges.sandbox import DEFAULT_BLOCKED, ExecutionResult, run_tests
+from rag_routing.validation import check_choice
 
 
 class CodeExecutionJudge(Judge):
@@ -48,8 +49,7 @@ class CodeExecutionJudge(Judge):
                  cpu_s: int | None = None, scoring: str = "fraction", language: str = "python",
                  blocked: Sequence[str] = DEFAULT_BLOCKED, threshold: float = 1.0):
         super().__init__(threshold=threshold)
-        if scoring not in ("fraction", "all"):
-            raise InvalidInputError(f"scoring must be 'fraction' or 'all', got {scoring!r}")
+        check_choice("scoring", scoring, ("fraction", "all"))
         if tests is not None and (isinstance(tests, str) or not all(isinstance(t, str) for t in tests)):
             raise InvalidInputError("tests must be a list of Python source strings")
         self.tests = None if tests is None else list(tests)

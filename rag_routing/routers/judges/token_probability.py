@@ -39,6 +39,7 @@ from typing import Any
 from rag_routing.errors import InvalidInputError
 from rag_routing.routers.judges.base import Judge, JudgeInput
 from rag_routing.routers.judges.llm_client import Completion, LLMClient, as_completion
+from rag_routing.validation import check_choice
 
 #: Leading tokens that phrase an answer rather than give it (compared lower-cased, stripped).
 FILLER_TOKENS = frozenset({
@@ -114,8 +115,7 @@ class TokenMarginJudge(_LogProbabilityJudge):
 
     def __init__(self, *, position: str = "answer", answer_pattern: str | None = None, llm: Any = None,
                  threshold: float = 0.5, **options: Any):
-        if position not in ("answer", "first"):
-            raise InvalidInputError(f"position must be 'answer' or 'first', got {position!r}")
+        check_choice("position", position, ("answer", "first"))
         super().__init__(llm=llm, threshold=threshold, **options)
         self.position = position
         self.answer_pattern = None if answer_pattern is None else re.compile(answer_pattern)
