@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import math
 import numbers
-import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from rag_routing.errors import CorruptStateError, InvalidInputError
+from rag_routing.errors import InvalidInputError
+from rag_routing.sqlite_connection import connect_shared
 
 # Rounding slack when comparing a float sum with a limit, so that spending exactly the limit in a few
 # steps (0.1 + 0.2 against 0.3) is not refused; it can overshoot a limit by at most this fraction.
@@ -166,13 +166,7 @@ class SQLiteBudgetStore:
     def __init__(self, path: str | Path, *, timeout: float = 30.0):
         self.path = str(path)
         self._lock = threading.Lock()
-        try:
-            self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.execute(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise CorruptStateError(f"budget store {self.path!r} is not a usable SQLite database: {exc}") from exc
+        self._conn = connect_shared(self.path, schema=_SCHEMA, what="budget store", synchronous="FULL", timeout=timeout)
 
     def _row(self, key: str) -> tuple[Amounts, Amounts]:
         row = self._conn.execute(

@@ -22,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -32,7 +31,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from rag_routing.array_blobs import Arrays, decode_arrays, encode_arrays
-from rag_routing.errors import CorruptStateError
+from rag_routing.sqlite_connection import connect_shared
 
 UpdateFn = Callable[[Arrays | None], Mapping[str, np.ndarray]]
 
@@ -116,13 +115,7 @@ class SQLiteBanditStore:
     def __init__(self, path: str | Path, *, timeout: float = 30.0):
         self.path = str(path)
         self._lock = threading.Lock()
-        try:
-            self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise CorruptStateError(f"bandit store {self.path!r} is not a usable SQLite database: {exc}") from exc
+        self._conn = connect_shared(self.path, schema=_SCHEMA, what="bandit store", synchronous="NORMAL", timeout=timeout)
 
     def _read(self, key: str) -> tuple[Arrays | None, int]:
         row = self._conn.execute("SELECT data, version FROM bandit_state WHERE key = ?", (key,)).fetchone()
