@@ -2,6 +2,8 @@
 
 ``with ledger_scope() as ledger:`` stores the ledger in a :class:`contextvars.ContextVar`;
 :func:`current_ledger` returns it anywhere below. Nested scopes restore the outer ledger when they end.
+Entering a scope also activates the :mod:`~rag_routing.ledger.ambient_hooks` of frameworks already imported:
+inside the scope every LangChain model call is metered and budgeted with no handler to attach.
 
 Who sees the ambient ledger:
 
@@ -30,6 +32,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from rag_routing.errors import InvalidInputError
+from rag_routing.ledger import ambient_hooks
 from rag_routing.ledger.ledger import CostLedger
 
 T = TypeVar("T")
@@ -46,6 +49,7 @@ def ledger_scope(ledger: CostLedger | None = None, **kwargs: Any) -> Iterator[Co
         ledger = CostLedger(**kwargs)
     elif kwargs:
         raise InvalidInputError("pass either an existing ledger or CostLedger keyword arguments, not both")
+    ambient_hooks.activate()  # frameworks already imported meter into the ambient ledger from now on
     token = _CURRENT.set(ledger)
     try:
         yield ledger
@@ -90,6 +94,7 @@ def run_in_ledger_context(fn: Callable[..., T], *args: Any, ledger: CostLedger |
         1
     """
     target = ledger if ledger is not None else _CURRENT.get()
+    ambient_hooks.activate()
 
     def call() -> T:
         _CURRENT.set(target)
