@@ -55,6 +55,21 @@ class MissingDependencyError(RagRoutingError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
 
+class StoreBusyError(RagRoutingError, TimeoutError):
+    """A store (a SQLite file) stayed locked by another writer for its whole timeout; nothing was written,
+    so the operation can be retried as is (or open the store with a longer ``timeout``)."""
+
+
+class StateLostError(CorruptStateError):
+    """A shared store lost state it held (e.g. Redis restarted without persistence): its amounts are unknown,
+    so the budget or ledger is not silently reset to zero; check the store and re-create the state explicitly."""
+
+
+class DuplicateEntryError(RagRoutingError):
+    """A ledger entry id is already stored with different content; the new entry was not written (ids must be
+    unique, and a true duplicate is never dropped silently)."""
+
+
 def require(module: str, extra: str):
     """Import ``module`` or raise :class:`MissingDependencyError` naming the pip extra that provides it."""
     import importlib
@@ -80,5 +95,8 @@ __all__ = [
     "CorruptStateError",
     "JudgeReplyError",
     "MissingDependencyError",
+    "StoreBusyError",
+    "StateLostError",
+    "DuplicateEntryError",
     "require",
 ]
