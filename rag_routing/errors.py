@@ -55,6 +55,11 @@ class MissingDependencyError(RagRoutingError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
 
+class SandboxUnavailableError(RagRoutingError, RuntimeError):
+    """Judged code would run without OS-level isolation (bubblewrap missing or user namespaces refused); it was
+    refused. Install bubblewrap, or opt in by name with ``isolation="none-i-accept-the-risk"``."""
+
+
 class StoreBusyError(RagRoutingError, TimeoutError):
     """A store (a SQLite file) stayed locked by another writer for its whole timeout; nothing was written,
     so the operation can be retried as is (or open the store with a longer ``timeout``)."""
@@ -95,6 +100,7 @@ __all__ = [
     "CorruptStateError",
     "JudgeReplyError",
     "MissingDependencyError",
+    "SandboxUnavailableError",
     "StoreBusyError",
     "StateLostError",
     "DuplicateEntryError",

@@ -1,5 +1,5 @@
-"""CodeExecutionJudge on a real child process: passing and failing tests, a timeout, crashes, a blocked socket,
-a memory blow-up, blocked subprocesses; best-effort isolation, checked for what it promises."""
+"""CodeExecutionJudge on a real sandboxed child process: passing and failing tests, a timeout, crashes, a blocked
+socket, a memory blow-up, blocked subprocesses (the OS-level isolation itself: test_judges_code_isolation.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,13 @@ from rag_routing.ledger import ledger_scope
 from rag_routing.routers.judges import CodeExecutionJudge, run_tests
 from rag_routing.routers.judges.sandbox import count_tests
 
-pytestmark = pytest.mark.skipif(os.name != "posix", reason="the code sandbox relies on POSIX resource limits")
+from rag_routing.routers.judges.isolation import isolation_status  # noqa: E402
+
+_STATUS = isolation_status() if os.name == "posix" else None
+pytestmark = pytest.mark.skipif(
+    _STATUS is None or not _STATUS.available,
+    reason=f"the code sandbox needs POSIX and bubblewrap ({_STATUS.reason if _STATUS else 'not POSIX'}); "
+           "install bubblewrap to run these tests")
 
 ADD = "```python\ndef add(a, b):\n    return a + b\n```"
 

@@ -1,15 +1,21 @@
-"""Run generated Python code and its tests in a child process with time, memory and CPU limits, no network.
+"""Run generated Python code and its tests in a child process under OS-level isolation, with time, memory,
+CPU and file limits, no network and an empty environment.
 
-**Best-effort isolation, not a security sandbox.** The child is ``python -I -X utf8`` (isolated mode: no user
-site-packages, no ``PYTHON*`` variables, no current directory on ``sys.path``) started with an empty environment,
-in a fresh temporary directory, in its own session (the whole process group is killed on timeout). Before the
-code runs, the child sets ``RLIMIT_AS`` (memory), ``RLIMIT_CPU``, ``RLIMIT_FSIZE``, ``RLIMIT_NOFILE`` and no core
-dumps, and installs a ``sys.addaudithook`` hook that refuses sockets, subprocesses, ``fork``/``exec``,
-``os.kill``, ``ctypes`` and raising the limits again (a hook cannot be removed). The limits are set in the child
-rather than in ``preexec_fn``, which is unsafe in a threaded parent (Python's ``subprocess`` docs).
+**Isolation** (the default, ``isolation="bwrap"``): the child runs under bubblewrap (:mod:`.isolation`) in its
+own user, PID, network, IPC and UTS namespaces with every capability dropped, an empty environment, a read-only
+view of ``/usr`` and the Python prefixes only (no ``/etc``, no home directories, no caller's files), a
+size-limited ``tmpfs`` as its working directory, and no network at all (a private loopback). The whole sandbox
+(its PID namespace, so ``setsid`` grandchildren too) is killed at the wall-clock limit. Before the code runs the
+child sets ``RLIMIT_AS`` (memory), ``RLIMIT_CPU``, ``RLIMIT_FSIZE``, ``RLIMIT_NOFILE`` and no core dumps (soft =
+hard, so they cannot be raised again), and installs an audit hook that refuses sockets, subprocesses,
+``fork``/``exec``, ``os.kill`` and ``ctypes`` — defence in depth, not the boundary.
 
-What this does *not* stop: native code (an extension module) can bypass audit hooks, and the code can read the
-test file and forge its own results. For untrusted code use a container, gVisor or nsjail around it. POSIX only.
+Where bubblewrap is missing or the kernel refuses user namespaces, :func:`run_tests` raises
+:class:`~rag_routing.errors.SandboxUnavailableError` rather than run the code unisolated; pass
+``isolation="none-i-accept-the-risk"`` to run it anyway with only the rlimits and the audit hook (which native
+code can bypass), and a warning says so. What isolation does not stop: the code can read its own tests and forge
+its results (the score is only as trustworthy as the tests' secrecy), and a fork bomb is bounded by the time
+limit, not by a process count. POSIX only.
 
 Example:
     >>> result = run_tests("def add(a, b):\\n    return a + b", ["assert add(1, 2) == 3", "assert add(1, 1) == 3"])
@@ -27,11 +33,21 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rag_routing.errors import InvalidInputError
+from rag_routing.errors import InvalidInputError, SandboxUnavailableError
+from rag_routing.routers.judges.isolation import (
+    BWRAP,
+    ISOLATION_CHOICES,
+    JOB_DIR,
+    UNSAFE_NO_ISOLATION,
+    bwrap_command,
+    isolation_status,
+)
+from rag_routing.validation import check_choice
 
 #: Audit-event prefixes the child refuses (see module docstring).
 DEFAULT_BLOCKED = ("socket.", "subprocess.", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
@@ -40,9 +56,9 @@ DEFAULT_BLOCKED = ("socket.", "subprocess.", "os.system", "os.exec", "os.posix_s
 
 _CHILD = r'''
 import json, os, resource, sys
-workdir = sys.argv[1]
-job = json.load(open(os.path.join(workdir, "job.json"), encoding="utf-8"))
-out = open(os.path.join(workdir, "results.jsonl"), "a", encoding="utf-8")
+jobdir = sys.argv[1]
+job = json.load(open(os.path.join(jobdir, "job.json"), encoding="utf-8"))
+out = open(os.path.join(jobdir, "results.jsonl"), "a", encoding="utf-8")
 def report(item):
     out.write(json.dumps(item) + "\n"); out.flush()
 for name, value in job["limits"].items():
@@ -52,12 +68,15 @@ for name, value in job["limits"].items():
             resource.setrlimit(kind, (value, value))
         except (ValueError, OSError) as exc:
             report({"limit_error": name + ": " + str(exc)})
-blocked = tuple(job["blocked"])
-def hook(event, args):
-    if event.startswith(blocked):
-        report({"blocked": event})
-        raise PermissionError(event + " is blocked in the code-execution sandbox")
-sys.addaudithook(hook)
+def install(blocked, report):
+    # the block list lives in this closure: the judged code cannot rebind it through sys.modules["__main__"]
+    def hook(event, args):
+        if event.startswith(blocked):
+            report({"blocked": event})
+            raise PermissionError(event + " is blocked in the code-execution sandbox")
+    sys.addaudithook(hook)
+install(tuple(job["blocked"]), report)
+del install
 namespace = {"__name__": "__solution__"}
 try:
     exec(compile(job["code"], "solution.py", "exec"), namespace)
@@ -108,7 +127,9 @@ class ExecutionResult:
         tests: per test ``{"test", "passed", "error", "memory"}`` as reported.
         blocked: audit events the sandbox refused (e.g. ``"socket.__new__"``).
         memory_error: a ``MemoryError`` was raised (the memory limit was hit).
-        returncode, seconds, stdout, stderr: the process outcome (output truncated to 4 kB each).
+        returncode, seconds, stdout, stderr: the process outcome (output truncated to 4 kB each); under
+            bubblewrap a child killed by signal ``n`` reports ``-n``, as :mod:`subprocess` does.
+        isolation: ``"bwrap"`` or ``"none-i-accept-the-risk"`` (ran without OS-level isolation).
     """
 
     status: str
@@ -122,6 +143,7 @@ class ExecutionResult:
     seconds: float = 0.0
     stdout: str = ""
     stderr: str = ""
+    isolation: str = BWRAP
 
     @property
     def fraction(self) -> float:
@@ -144,16 +166,20 @@ def count_tests(tests: Sequence[str]) -> int:
 
 
 def run_tests(code: str, tests: Sequence[str], *, timeout_s: float = 5.0, memory_mb: int | None = 512,
-              cpu_s: int | None = None, file_mb: int = 16, max_files: int = 64,
-              blocked: Sequence[str] = DEFAULT_BLOCKED, python: str = sys.executable) -> ExecutionResult:
-    """Run ``code`` then each test (Python source: asserts or ``test_*`` functions) in a limited child process.
+              cpu_s: int | None = None, file_mb: int = 16, max_files: int = 64, scratch_mb: int = 64,
+              blocked: Sequence[str] = DEFAULT_BLOCKED, python: str = sys.executable,
+              isolation: str = BWRAP) -> ExecutionResult:
+    """Run ``code`` then each test (Python source: asserts or ``test_*`` functions) in an isolated child.
 
     Parameters:
-        timeout_s: wall-clock limit; the process group is killed when it passes.
+        timeout_s: wall-clock limit; the whole sandbox is killed when it passes.
         memory_mb: address-space limit (``RLIMIT_AS``); ``None`` for none.
         cpu_s: CPU-seconds limit (default: the wall limit rounded up).
         file_mb, max_files: largest file the code may write, most open files.
-        blocked: audit-event prefixes to refuse.
+        scratch_mb: size of the sandbox's writable ``tmpfs`` (its working directory).
+        blocked: audit-event prefixes to refuse (defence in depth inside the sandbox).
+        isolation: ``"bwrap"`` (default; raises :class:`~rag_routing.errors.SandboxUnavailableError` where
+            bubblewrap cannot run) or ``"none-i-accept-the-risk"`` to run without OS-level isolation.
     """
     if os.name != "posix":
         raise InvalidInputError("code execution needs a POSIX system (it relies on resource limits)")
@@ -161,19 +187,36 @@ def run_tests(code: str, tests: Sequence[str], *, timeout_s: float = 5.0, memory
         raise InvalidInputError("code must be a string and tests a list of strings of Python source")
     if not timeout_s > 0:
         raise InvalidInputError(f"timeout_s must be > 0, got {timeout_s!r}")
+    check_choice("isolation", isolation, ISOLATION_CHOICES)
+    sandbox = isolation_status(python) if isolation == BWRAP else None
+    if sandbox is not None and not sandbox.available:
+        raise SandboxUnavailableError(
+            f"refusing to run judged code without OS-level isolation: {sandbox.reason}. Install bubblewrap and "
+            f"allow unprivileged user namespaces, or pass isolation={UNSAFE_NO_ISOLATION!r} to run it with only "
+            "resource limits and an audit hook (untrusted code can then read your files and environment)")
+    if sandbox is None:
+        warnings.warn("running judged code WITHOUT OS-level isolation (isolation="
+                      f"{UNSAFE_NO_ISOLATION!r}): it can read files and the parent's environment", stacklevel=2)
     limits = {"RLIMIT_AS": None if memory_mb is None else int(memory_mb) * 2**20,
               "RLIMIT_CPU": int(cpu_s if cpu_s is not None else max(1, -(-timeout_s // 1))),
               "RLIMIT_FSIZE": int(file_mb) * 2**20, "RLIMIT_NOFILE": int(max_files), "RLIMIT_CORE": 0}
     total = count_tests(tests)
     with tempfile.TemporaryDirectory(prefix="rag-routing-code-") as workdir:
-        with open(os.path.join(workdir, "job.json"), "w", encoding="utf-8") as handle:
+        job_file, results_file = os.path.join(workdir, "job.json"), os.path.join(workdir, "results.jsonl")
+        with open(job_file, "w", encoding="utf-8") as handle:
             json.dump({"code": code, "tests": list(tests), "limits": limits, "blocked": list(blocked)}, handle)
+        open(results_file, "w").close()
+        argv = ["-I", "-X", "utf8", "-c", _CHILD]
+        if sandbox is not None:
+            command = bwrap_command(sandbox.bwrap, python, [*argv, JOB_DIR], job_file=job_file,
+                                    results_file=results_file, scratch_mb=scratch_mb, extra_flags=sandbox.extra_flags)
+        else:
+            command = [python, *argv, workdir]
         started = time.perf_counter()
         with open(os.path.join(workdir, "stdout.txt"), "wb") as out, \
                 open(os.path.join(workdir, "stderr.txt"), "wb") as err:
-            process = subprocess.Popen([python, "-I", "-X", "utf8", "-c", _CHILD, workdir], cwd=workdir, env={},
-                                       stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
-                                       close_fds=True)
+            process = subprocess.Popen(command, cwd=workdir, env={}, stdin=subprocess.DEVNULL, stdout=out,
+                                       stderr=err, start_new_session=True, close_fds=True)
             timed_out = False
             try:
                 process.wait(timeout=timeout_s)
@@ -181,11 +224,13 @@ def run_tests(code: str, tests: Sequence[str], *, timeout_s: float = 5.0, memory
                 timed_out = True
                 _kill_group(process)
         seconds = time.perf_counter() - started
-        reports = _read_reports(os.path.join(workdir, "results.jsonl"))
+        reports = _read_reports(results_file)
         stdout, stderr = _head(os.path.join(workdir, "stdout.txt")), _head(os.path.join(workdir, "stderr.txt"))
     tests_done = [r for r in reports if "test" in r]
     done = any(r.get("done") for r in reports)
     rc = process.returncode
+    if sandbox is not None and rc is not None and 128 < rc < 128 + 65:
+        rc = -(rc - 128)  # bwrap reports a child killed by signal n as exit status 128 + n
     if timed_out or rc in (-signal.SIGXCPU, -signal.SIGKILL) and not done:
         status = "timeout"
     elif not done:
@@ -197,7 +242,7 @@ def run_tests(code: str, tests: Sequence[str], *, timeout_s: float = 5.0, memory
         status=status, passed=sum(1 for r in tests_done if r.get("passed")), total=total, loaded=loaded,
         tests=tests_done, blocked=[r["blocked"] for r in reports if "blocked" in r],
         memory_error=any(r.get("memory") for r in reports), returncode=rc, seconds=seconds,
-        stdout=stdout, stderr=stderr)
+        stdout=stdout, stderr=stderr, isolation=BWRAP if sandbox is not None else UNSAFE_NO_ISOLATION)
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
