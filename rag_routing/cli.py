@@ -1,6 +1,6 @@
 """The ``rag-routing`` command.
 
-* ``rag-routing bench DATA [--format F] [--routers a,b] [--test-size 0.5] [--train A --test B] [--seed 0]
+* ``rag-routing bench DATA [--format F] [--routers a,b] [--test-size 0.5] [--train A [--train A2] --test B] [--seed 0]
   [--json OUT.json] [--plot OUT.png] [--embedder minilm|tfidf|NAME]``: benchmark routers on a data set
   (:mod:`rag_routing.evaluation.benchmark`); prints a table, optionally writes JSON and a plot.
 * ``rag-routing demo [--corpus FILE]``: the routed RAG chatbot over the bundled corpus (offline: local MiniLM,
@@ -122,10 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="benchmark routers on a routing data set")
     bench.add_argument("data", nargs="?", help="data file or folder (split at random; or use --train/--test)")
     bench.add_argument("--format", choices=FORMATS, help="data format (default: detected from the file)")
-    bench.add_argument("--routers", default="", help="comma-separated router names, or 'all' (the baselines "
-                       "random, oracle, best, cheapest always run)")
+    bench.add_argument("--routers", default="", help="comma-separated router names, 'auto' (the default router: "
+                       "a learned router only where CV shows it beats the best fixed candidate), or 'all' (the "
+                       "baselines random, oracle, best, fixed, cheapest always run)")
     bench.add_argument("--test-size", type=float, default=0.5, help="test fraction of DATA (default 0.5)")
-    bench.add_argument("--train", help="training file (with --test, instead of DATA)")
+    bench.add_argument("--train", action="append", help="training file (with --test, instead of DATA); repeat it "
+                       "to train on the union of several files (RouterDC's leave-one-task-out protocol)")
     bench.add_argument("--test", help="test file (with --train)")
     bench.add_argument("--embedder", default="minilm", help="query features: minilm (offline default, cached "
                        "on disk), tfidf (no torch), or a sentence-transformers name")

@@ -43,7 +43,7 @@ def test_bench_train_test_writes_json_and_plot(tmp_path, capsys, nearest):
     assert {"dataset", "candidates", "n_train", "n_test", "results"} <= set(data)
     assert (data["n_train"], data["n_test"]) == (12, 8) and len(data["candidates"]) == 3
     names = [r["router"] for r in data["results"]]
-    assert names[:5] == ["cli_nearest", "oracle", "random", "best", "cheapest"]
+    assert names[:6] == ["cli_nearest", "oracle", "random", "best", "fixed", "cheapest"]
     for row in data["results"]:
         assert {"router", "aiq", "max_quality", "cost_at_best_single_quality", "saving_vs_best_single"} <= set(row)
     assert plot.stat().st_size > 1000

@@ -3,8 +3,9 @@
 The query features are computed once (the offline MiniLM embedder through its on-disk cache by default,
 ``embedder="tfidf"`` for no torch) and attached to both datasets with
 :meth:`~rag_routing.evaluation.dataset.RoutingDataset.with_embeddings`; every router is built with that
-featurizer, so none re-embeds. The baselines (``random``, ``oracle``, ``best``, ``cheapest``) and every single
-candidate are always in the table. Router names are checked before any work starts.
+featurizer, so none re-embeds. The baselines (``random``, ``oracle``, ``best``, ``fixed``, ``cheapest``) and every
+single candidate are always in the table. Router names are checked before any work starts. Several training
+files are read as the union of their rows (RouterDC's leave-one-task-out protocol: train on the other tasks).
 
 Example:
     >>> import numpy as np
@@ -15,7 +16,7 @@ Example:
     >>> train, test = ds.train_test_split(0.5, seed=0)
     >>> report = run_benchmark(train, test, progress=False)
     >>> [r.router for r in report.results]
-    ['oracle', 'random', 'best', 'cheapest', 'small', 'large']
+    ['oracle', 'random', 'best', 'fixed', 'cheapest', 'small', 'large']
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from rag_routing.routers.base import Router
 from rag_routing.routers.registry import available_routers, get_router_class
 
 #: Baselines in every table, in this order.
-BASELINES: tuple[str, ...] = ("oracle", "random", "best", "cheapest")
+BASELINES: tuple[str, ...] = ("oracle", "random", "best", "fixed", "cheapest")
 
 #: Rows embedded per progress-bar step.
 EMBED_BATCH = 512
@@ -101,15 +102,25 @@ def resolve_routers(routers: Sequence[str | Router]) -> list[str | Router]:
     return resolved + [b for b in BASELINES if b not in resolved]
 
 
-def load_split(data: str | Path | None = None, *, fmt: str | None = None, train: str | Path | None = None,
-               test: str | Path | None = None, test_size: float = 0.5, seed: int = 0,
-               output_tokens: int | None = None, price_table: Any = None) -> tuple[RoutingDataset, RoutingDataset]:
-    """Train and test sets: ``data`` split at random, or the ``train`` and ``test`` files as given."""
+def load_split(data: str | Path | None = None, *, fmt: str | None = None,
+               train: str | Path | Sequence[str | Path] | None = None, test: str | Path | None = None,
+               test_size: float = 0.5, seed: int = 0, output_tokens: int | None = None,
+               price_table: Any = None) -> tuple[RoutingDataset, RoutingDataset]:
+    """Train and test sets: ``data`` split at random, or the ``train`` file(s) and the ``test`` file as given.
+
+    Several ``train`` files are read as the union of their rows, in the candidates of the first (each must
+    hold them all).
+    """
     options = {"output_tokens": output_tokens, "price_table": price_table}
+    if isinstance(train, (list, tuple)) and not train:
+        train = None
     if train is not None or test is not None:
         if train is None or test is None or data is not None:
             raise InvalidInputError("pass either DATA (split at random) or both --train and --test, not a mix")
-        train_set = load_dataset(train, fmt, **options)
+        files = list(train) if isinstance(train, (list, tuple)) else [train]
+        train_set = load_dataset(files[0], fmt, **options)
+        for more in files[1:]:
+            train_set = train_set.concat(load_dataset(more, fmt, **options))
         test_set = load_dataset(test, fmt, **options).select_candidates(train_set.candidates)
         return train_set, test_set
     if data is None:
@@ -169,7 +180,27 @@ def _fit_and_score(item: str | Router, train: RoutingDataset, test: RoutingDatas
     kind = "baseline" if isinstance(item, str) and item in BASELINES else "router"
     result = evaluate_router(router, test, ref, name=_name(item), kind=kind, n_lambdas=n_lambdas)
     result.fit_seconds = fit_seconds
+    if callable(getattr(router, "explain", None)):
+        result.explain = router.explain()
+    result.out_of_support = out_of_support_share(router, test)
     return result
+
+
+def out_of_support_share(router: Router, test: RoutingDataset) -> float | None:
+    """Share of ``test`` queries the router flags as outside its training support, or ``None`` when it has no
+    support estimate (``support(X)`` returning per-query p-values / flags with an ``out_of_support`` mask)."""
+    support = getattr(router, "support", None)
+    if not callable(support):
+        return None
+    try:
+        estimate = support(test)
+    except Exception:  # a router without a fitted support estimate reports none rather than a guess
+        return None
+    mask = getattr(estimate, "out_of_support", estimate)
+    mask = np.asarray(mask)
+    if mask.dtype != bool or mask.shape != (len(test),):
+        return None
+    return float(mask.mean())
 
 
 def _notes(ref: Reference) -> list[str]:

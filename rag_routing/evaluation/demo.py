@@ -60,7 +60,7 @@ def saving_summary(report: BenchmarkReport) -> str:
                     f"(best {r.max_quality:.4f}; AIQ {r.aiq:.4f})")
         else:
             tag = " (reads the answers: an upper bound)" if r.router == "oracle" else ""
-            line = (f"{r.router}: {report.best_single}'s quality at {r.saving_vs_best_single:.1f} % lower "
+            line = (f"{r.router}: {report.best_single}'s quality at {100 * r.saving_vs_best_single:.1f} % lower "
                     f"cost{tag}; AIQ {r.aiq:.4f}")
         if r.cpt:
             line += (f"; half of the {report.weak} -> {report.strong} quality gap with {100 * r.cpt['50']:.1f} % "

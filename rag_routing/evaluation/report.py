@@ -6,7 +6,10 @@ JSON layout (``BenchmarkReport.to_dict``): ``dataset``, ``candidates``, ``n_trai
 ``cost_range``, ``zero_router_aiq`` (AIQ of the hull of the single candidates, RouterBench's "zero router"),
 ``seconds``, ``notes`` and ``results``: per router ``router``, ``kind`` (``router``/``baseline``/``single``),
 ``aiq``, ``max_quality``, ``cost_at_best_single_quality`` (mean US $ per query, ``null`` if never reached),
-``saving_vs_best_single`` (in %), and for two candidates ``apgr`` and ``cpt`` = ``{"20": x, "50": x, "80": x}``
+``saving_vs_best_single`` (a fraction of the best single candidate's cost, like every other field; the
+table prints it in %), ``out_of_support`` (share of test queries outside the router's training support, for
+routers that estimate it; absent otherwise), ``explain`` (what a router that chooses its own method, such as
+``auto``, chose and why; absent otherwise), and for two candidates ``apgr`` and ``cpt`` = ``{"20": x, "50": x, "80": x}``
 (fractions of queries sent to the strong model; ``null`` for a fixed choice, which has no threshold curve),
 plus the operating points (``curve``), their hull, RouteLLM's curve and timings.
 """
@@ -38,8 +41,15 @@ class RouterResult:
     routellm_curve: dict[str, list[float]] | None = None
     fit_seconds: float = 0.0
     eval_seconds: float = 0.0
+    out_of_support: float | None = None
+    explain: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.out_of_support is not None:
+            extra["out_of_support"] = self.out_of_support
+        if self.explain is not None:
+            extra["explain"] = self.explain
         return {
             "router": self.router,
             "kind": self.kind,
@@ -54,6 +64,7 @@ class RouterResult:
             "routellm_curve": self.routellm_curve,
             "fit_seconds": round(self.fit_seconds, 4),
             "eval_seconds": round(self.eval_seconds, 4),
+            **extra,
         }
 
 
@@ -145,7 +156,8 @@ def format_table(report: BenchmarkReport) -> str:
     for r in report.results:
         cost = None if r.cost_at_best_single_quality is None else r.cost_at_best_single_quality * 1000
         row = [r.router if r.kind != "single" else f"= {r.router}", _fmt(r.aiq, ".4f"), _fmt(r.max_quality, ".4f"),
-               _fmt(cost, ".4g"), _fmt(r.saving_vs_best_single, ".1f")]
+               _fmt(cost, ".4g"), _fmt(None if r.saving_vs_best_single is None else 100 * r.saving_vs_best_single,
+                                       ".1f")]
         if report.two_candidates:
             cpt = r.cpt or {}
             row += [_fmt(r.apgr, ".3f")] + [_fmt(None if k not in cpt else 100 * cpt[k], ".2f")
@@ -162,6 +174,13 @@ def format_table(report: BenchmarkReport) -> str:
     lo, hi = report.cost_range
     out.append(f"AIQ over mean cost ${lo * 1000:.4g}-${hi * 1000:.4g} per 1k queries; zero router (hull of the "
                f"single candidates) AIQ {report.zero_router_aiq:.4f}; '= name' rows are single candidates")
+    out.append(f"best single: {report.best_single}, the best mean test quality (several tied: the cheapest of them); "
+               "fixed: per λ the candidate with the best training-mean quality - λ·cost")
+    for r in report.results:
+        if r.out_of_support is not None:
+            out.append(f"{r.router}: {100 * r.out_of_support:.1f} % of test queries out of its training support")
+        if r.explain is not None and r.explain.get("reason"):
+            out.append(f"{r.router} chose {r.explain.get('chosen')}: {r.explain['reason']}")
     return "\n".join(out)
 
 

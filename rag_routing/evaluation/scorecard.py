@@ -47,7 +47,8 @@ class Reference:
     Attributes:
         single_cost, single_quality: each candidate's mean test cost and quality (known outcomes only).
         cost_range: ``(min, max)`` of ``single_cost``: the AIQ integration range, the same for every row.
-        best_single: the candidate with the best mean test quality (ties: the cheaper one).
+        best_single: the candidate with the best mean test quality; several tied on quality: the cheapest of
+            them (then the first listed).
         strong, weak: for two candidates, the more and the less expensive one.
     """
 
@@ -109,7 +110,7 @@ def summarise(name: str, kind: str, points: OperatingPoints, ref: Reference) -> 
     reach = cost_to_reach(points.cost, points.quality, ref.best_quality)
     saving = None
     if reach is not None and ref.best_cost > 0:
-        saving = 100.0 * (1.0 - reach / ref.best_cost)
+        saving = 1.0 - reach / ref.best_cost
     hull_cost, hull_quality = non_decreasing_hull(points.cost, points.quality)
     return RouterResult(
         router=name,

@@ -16,6 +16,8 @@ _BUILTIN: dict[str, str] = {
     "oracle": "rag_routing.routers.baselines:OracleRouter",
     "best": "rag_routing.routers.baselines:BestSingleRouter",
     "cheapest": "rag_routing.routers.baselines:CheapestRouter",
+    "fixed": "rag_routing.routers.baselines:FixedRouter",
+    "auto": "rag_routing.routers.auto:AutoRouter",
     "knn": "rag_routing.routers.similarity:KNNRouter",
     "cluster": "rag_routing.routers.similarity:ClusterRouter",
     "sw_ranking": "rag_routing.routers.preference:SWRankingRouter",

@@ -1,0 +1,81 @@
+"""`rag-routing bench` for transfer: several training files, the `fixed` baseline, savings as fractions, the
+best single candidate under ties, and `auto`'s explanation in the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag_routing.cli import main
+from rag_routing.evaluation.benchmark import load_split, run_benchmark
+from rag_routing.evaluation.dataset import RoutingDataset
+from rag_routing.evaluation.loaders import write_jsonl
+from rag_routing.evaluation.scorecard import Reference
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "routing"
+
+
+def _task(name: str, n: int, quality: list[float], seed: int) -> RoutingDataset:
+    rng = np.random.default_rng(seed)
+    Q = (rng.random((n, 3)) < quality).astype(float)
+    return RoutingDataset([f"{name} question {i} {rng.integers(10**6)}" for i in range(n)], ["a", "b", "c"], Q,
+                          np.tile([0.001, 0.004, 0.02], (n, 1)), name=name)
+
+
+def test_train_twice_is_the_union_of_the_files(tmp_path):
+    first, second = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    write_jsonl(_task("one", 12, [0.5, 0.6, 0.9], 0), first)
+    write_jsonl(_task("two", 8, [0.5, 0.6, 0.9], 1), second)
+    train, test = load_split(train=[first, second], test=second)
+    assert len(train) == 20 and len(test) == 8
+    assert train.queries[:12] == load_split(train=[first], test=second)[0].queries
+    out = tmp_path / "out.json"
+    assert main(["bench", "--train", str(first), "--train", str(second), "--test", str(second), "--quiet",
+                 "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["n_train"] == 20 and report["n_test"] == 8
+
+
+def test_fixed_baseline_is_the_training_mean_choice_at_every_lambda():
+    # On train "c" is best but dear and "a" nearly as good and cheap; on test "b" is best (a shift).
+    train = RoutingDataset([f"q{i}" for i in range(4)], ["a", "b", "c"],
+                           [[1, 0, 1], [1, 0, 1], [0, 0, 1], [1, 0, 1]], [[0.001, 0.004, 0.02]] * 4)
+    test = RoutingDataset([f"t{i}" for i in range(4)], ["a", "b", "c"],
+                          [[0, 1, 0], [0, 1, 1], [1, 1, 0], [0, 1, 0]], [[0.001, 0.004, 0.02]] * 4)
+    report = run_benchmark(train, test, progress=False)
+    fixed = report.result("fixed")
+    assert fixed.kind == "baseline"
+    # λ = 0: "c" (training mean 1.0, test 0.25); large λ: "a" (training 0.75, test 0.25). Never "b".
+    assert set(np.round(fixed.curve["quality"], 6)) == {0.25}
+    assert fixed.max_quality == pytest.approx(0.25)
+    assert report.best_single == "b" and report.result("b").max_quality == 1.0
+    assert fixed.aiq < report.result("b").aiq                         # fixed is not held to the test hull
+
+
+def test_saving_is_a_fraction_and_best_single_ties_go_to_the_cheapest():
+    ds = RoutingDataset(["x", "y"], ["dear", "cheap", "mid"], [[1, 1, 1], [1, 1, 0]], [[0.03, 0.01, 0.02]] * 2)
+    ref = Reference.from_test(ds)
+    assert ref.best_single == "cheap"                                 # dear and cheap tie at 1.0
+    report = run_benchmark(ds, ds, progress=False)
+    oracle = report.result("oracle")
+    assert oracle.saving_vs_best_single == pytest.approx(0.0)        # the cheapest tied candidate is right
+    assert 0.0 <= report.result("oracle").max_quality <= 1.0
+    assert "several tied: the cheapest of them" in report.table()
+
+
+def test_auto_reports_what_it_chose_in_table_and_json(tmp_path):
+    train = _task("train", 60, [0.3, 0.5, 0.9], 2)
+    test = _task("test", 30, [0.3, 0.5, 0.9], 3)
+    report = run_benchmark(train, test, ["auto"], embedder="tfidf", progress=False,
+                           router_params={"auto": {"routers": ["knn"], "n_bootstrap": 50}})
+    row = report.result("auto")
+    assert row.explain is not None and row.explain["chosen"] == "fixed"
+    assert "auto chose fixed" in report.table()
+    data = json.loads(report.write_json(tmp_path / "r.json").read_text())
+    auto = next(r for r in data["results"] if r["router"] == "auto")
+    assert auto["explain"]["routers"][0]["router"] == "knn"
+    assert 0.0 <= auto.get("out_of_support", 0.0) <= 1.0              # present only with a support estimate
+    assert "explain" not in next(r for r in data["results"] if r["router"] == "fixed")
