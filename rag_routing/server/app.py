@@ -37,11 +37,14 @@ from rag_routing.errors import (
     require,
 )
 from rag_routing.ledger.redis_connection import StoreUnavailableError
+from rag_routing.security.redaction import RedactingFilter, redact
 from rag_routing.server.generation import Completion
 from rag_routing.server.keys import ApiKey, ApiKeys, load_api_keys
 from rag_routing.server.schemas import (
     ROUTE_ALIASES,
     ChatCompletionRequest,
+    UnsupportedFieldError,
+    check_fields,
     chunk_body,
     completion_body,
     error_body,
@@ -56,21 +59,30 @@ from fastapi.responses import JSONResponse, StreamingResponse  # noqa: E402
 from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
 
 logger = logging.getLogger(__name__)
+logger.addFilter(RedactingFilter())  # exception texts may carry a store URL: never its password
 _DONE = object()
+#: Deepest JSON nesting accepted in a request body (a chat request needs 4).
+MAX_JSON_DEPTH = 32
 
 
 class APIError(Exception):
     """An error answered in OpenAI's shape with ``status``."""
 
     def __init__(self, status: int, message: str, type_: str, code: str | None = None,
-                 headers: dict[str, str] | None = None):
+                 headers: dict[str, str] | None = None, param: str | None = None):
+        message = redact(message)
         super().__init__(message)
-        self.status, self.body, self.headers = status, error_body(message, type_, code), headers
+        self.status, self.body, self.headers = status, error_body(message, type_, code, param), headers
 
 
 def api_error(exc: BaseException) -> APIError:
-    """The HTTP answer to a typed library error."""
-    message = str(exc)
+    """The HTTP answer to a typed library error (its text redacted: no credentials reach a client)."""
+    if isinstance(exc, APIError):
+        return exc
+    message = redact(exc)
+    param = getattr(exc, "param", None)
+    if isinstance(exc, InvalidInputError) and isinstance(param, str):
+        return APIError(400, message, "invalid_request_error", getattr(exc, "code", "invalid_value"), param=param)
     if isinstance(exc, BudgetExceededError):
         code = {"QuotaExceededError": "quota_exceeded", "RoutingAlarmError": "routing_alarm"}.get(
             type(exc).__name__, "budget_exceeded")
@@ -83,8 +95,13 @@ def api_error(exc: BaseException) -> APIError:
     if isinstance(exc, NoRouteError):
         return APIError(400, message, "invalid_request_error", "no_route")
     if isinstance(exc, StoreUnavailableError):
+        logger.warning("shared store unavailable: %s", message)
         return APIError(503, message, "server_error", "store_unavailable")
-    logger.exception("request failed", exc_info=exc)
+    upstream_status = getattr(exc, "upstream_status", None)
+    if upstream_status is not None:  # an upstream endpoint failed: its (redacted) reason, as a bad gateway
+        logger.warning("upstream failed: %s", message)
+        return APIError(502, message, "server_error", "upstream_error")
+    logger.error("request failed", exc_info=exc)
     return APIError(500, f"{type(exc).__name__}: {message}" if isinstance(exc, RagRoutingError)
                     else "the generator failed; see the server log", "server_error", "internal_error")
 
@@ -109,36 +126,63 @@ async def _read_json(request: Request, max_bytes: int) -> Any:
         raise APIError(400, "the client disconnected while sending the body", "invalid_request_error",
                        "client_disconnected") from exc
     try:
-        return json.loads(b"".join(chunks).decode("utf-8"))
+        data = json.loads(b"".join(chunks).decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise APIError(400, f"the body is not UTF-8 ({exc.reason} at byte {exc.start})", "invalid_request_error",
                        "invalid_encoding") from exc
     except json.JSONDecodeError as exc:
         raise APIError(400, f"the body is not JSON ({exc.msg} at {exc.pos})", "invalid_request_error",
                        "invalid_json") from exc
+    except RecursionError:
+        raise APIError(400, f"the body nests JSON deeper than {MAX_JSON_DEPTH} levels", "invalid_request_error",
+                       "invalid_json") from None
+    if _depth_over(data, MAX_JSON_DEPTH):
+        raise APIError(400, f"the body nests JSON deeper than {MAX_JSON_DEPTH} levels", "invalid_request_error",
+                       "invalid_json")
+    return data
+
+
+def _depth_over(data: Any, limit: int) -> bool:
+    """Whether ``data`` nests lists/objects deeper than ``limit`` (iterative: no recursion to exhaust)."""
+    stack = [(data, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 def _parse(data: Any) -> ChatCompletionRequest:
     from pydantic import ValidationError
 
     try:
+        check_fields(data)
         return ChatCompletionRequest.model_validate(data)
+    except UnsupportedFieldError as exc:
+        raise APIError(400, str(exc), "invalid_request_error", exc.code, param=exc.param) from None
     except ValidationError as exc:
         errors = exc.errors()
         first = next((e for e in errors if e["type"] == "value_error"), errors[0])
         where = ".".join(str(p) for p in first["loc"])
+        param = str(first["loc"][0]) if first["loc"] else None
         raise APIError(400, f"{where}: {first['msg']}" if where else first["msg"], "invalid_request_error",
-                       "invalid_value") from exc
+                       "invalid_value", param=param) from None
 
 
 def create_app(router: Any, generators: Mapping[str, Any], api_keys: ApiKeys | Mapping[str, Any] | str | Path, *,
                ledger: Any = None, budget_store: Any = None, prices: Mapping[str, Any] | None = None,
                default_max_tokens: int = 256, max_body_bytes: int = 1 << 20, max_concurrent_generations: int = 8,
-               title: str = "rag-routing") -> FastAPI:
-    """The FastAPI app (see the module docstring); ``app.state.service`` is its :class:`ChatService`."""
+               batch_window: float | None = 0.002, max_batch: int = 64, title: str = "rag-routing") -> FastAPI:
+    """The FastAPI app (see the module docstring); ``app.state.service`` is its :class:`ChatService`.
+
+    ``batch_window`` / ``max_batch``: concurrent routed requests are featurised and routed in one batch
+    (see :class:`~rag_routing.server.batching.RouteBatcher`); ``batch_window=None`` routes each alone.
+    """
     keys = api_keys if isinstance(api_keys, ApiKeys) else load_api_keys(api_keys)
     service = ChatService(router, generators, keys, ledger=ledger, budget_store=budget_store, prices=prices,
-                          default_max_tokens=default_max_tokens)
+                          default_max_tokens=default_max_tokens, batch_window=batch_window, max_batch=max_batch)
     generation_slots = anyio.CapacityLimiter(max_concurrent_generations)
     app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service = service
@@ -183,7 +227,8 @@ def create_app(router: Any, generators: Mapping[str, Any], api_keys: ApiKeys | M
         try:
             await run(probe)
         except RagRoutingError as exc:
-            body.update(status="degraded", error=str(exc))
+            body.update(status="degraded", error=redact(exc))
+            logger.warning("health: %s", body["error"])
             return JSONResponse(body, status_code=503)
         return JSONResponse(body)
 
@@ -195,15 +240,19 @@ def create_app(router: Any, generators: Mapping[str, Any], api_keys: ApiKeys | M
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request, key: ApiKey = Depends(authenticate)) -> Any:
-        req = _parse(await _read_json(request, max_body_bytes))
+        # Every failure is answered here: an exception reaching Starlette's last-resort handler is re-raised
+        # after the response and closes the keep-alive connection under the client's next request.
         try:
-            query = req.routing_query()
-            plan = await run(service.plan, req.model, query, req.generation_messages(), key,
-                             max_tokens=req.output_limit(default_max_tokens))
-        except RagRoutingError as exc:
-            raise api_error(exc) from exc
-        options = {"max_tokens": req.output_limit(default_max_tokens), "temperature": req.temperature,
-                   "stop": req.stop, "seed": req.seed}
+            return await _chat(request, key)
+        except Exception as exc:
+            error = api_error(exc)
+            return JSONResponse(error.body, status_code=error.status, headers=error.headers)
+
+    async def _chat(request: Request, key: ApiKey) -> Any:
+        req = _parse(await _read_json(request, max_body_bytes))
+        options, explicit = req.generation_options(default_max_tokens)
+        plan = await run(service.plan, req.model, req.routing_query(), req.generation_messages(), key,
+                         max_tokens=options["max_tokens"], options=options, explicit=explicit)
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             return await _stream(plan, options, include_usage)
@@ -217,10 +266,7 @@ def create_app(router: Any, generators: Mapping[str, Any], api_keys: ApiKeys | M
                 raise
             return completion, service.settle(plan, completion)
 
-        try:
-            completion, entry = await run(generate_and_settle, limiter=generation_slots)
-        except Exception as exc:
-            raise api_error(exc) from exc
+        completion, entry = await run(generate_and_settle, limiter=generation_slots)
         usage = usage_body(entry.input_tokens if entry else plan.input_tokens, entry.output_tokens if entry else 0)
         return completion_body(f"chatcmpl-{plan.decision.decision_id}", plan.candidate, completion.text,
                                completion.finish_reason, usage, service.routing_info(plan, entry))
@@ -230,9 +276,9 @@ def create_app(router: Any, generators: Mapping[str, Any], api_keys: ApiKeys | M
         try:
             pieces = await run(adapter.stream, plan.messages, limiter=generation_slots, **options)
             first = await run(next, pieces, _DONE, limiter=generation_slots)
-        except Exception as exc:
+        except Exception:
             await run(service.abort, plan)
-            raise api_error(exc) from exc
+            raise
         return StreamingResponse(_events(plan, pieces, first, include_usage), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -263,7 +309,6 @@ def create_app(router: Any, generators: Mapping[str, Any], api_keys: ApiKeys | M
                             "choices": [], "usage": usage})
             yield _sse("[DONE]")
         except Exception as exc:  # the generator failed mid-stream: tell the client, charge what ran
-            logger.exception("stream failed", exc_info=exc)
             yield _sse(api_error(exc).body)
         finally:
             if not settled:  # cancelled by the client, or failed: record what was generated

@@ -26,7 +26,8 @@ from typing import Any
 from rag_routing.errors import InvalidInputError
 
 _ALIASES = {"max_tokens": ("max_new_tokens", "max_tokens", "max_output_tokens"), "temperature": ("temperature",),
-            "stop": ("stop",), "seed": ("seed",)}
+            "stop": ("stop",), "seed": ("seed",), "top_p": ("top_p",), "presence_penalty": ("presence_penalty",),
+            "frequency_penalty": ("frequency_penalty",)}
 
 
 @dataclass(frozen=True)
@@ -80,16 +81,42 @@ class GeneratorAdapter:
         self._chunks = getattr(target, "stream_chunks", None)
         self._stream = getattr(target, "stream", None)
 
+    def accepts(self, option: str) -> bool:
+        """Whether every generation path of this generator takes ``option`` (an OpenAI name: ``max_tokens``...)."""
+        paths = [self._generate] + [fn for fn in (self._chunks, self._stream) if fn is not None]
+        for fn in paths:
+            names, var_kw = (self._params, self._var_kw) if fn is self._generate else _accepted(fn)
+            if not var_kw and not any(alias in names for alias in _ALIASES.get(option, (option,))):
+                return False
+        return True
+
+    def check_options(self, options: dict[str, Any], explicit: set[str],
+                      neutral: dict[str, tuple[Any, ...]] | None = None) -> None:
+        """:class:`InvalidInputError` (with ``param``) for an option the client set that this generator cannot
+        honour: a request is refused rather than answered as if the option had been applied."""
+        for name in sorted(explicit):
+            value = options.get(name)
+            if value is None or value in (neutral or {}).get(name, ()) or self.accepts(name):
+                continue
+            error = InvalidInputError(f"candidate {self.name!r} does not support {name!r}; remove it from the "
+                                      "request or choose another model")
+            error.param, error.code = name, "unsupported_parameter"  # type: ignore[attr-defined]
+            raise error
+
     def _kwargs(self, fn: Any, options: dict[str, Any]) -> dict[str, Any]:
         names, var_kw = (self._params, self._var_kw) if fn is self._generate else _accepted(fn)
         out: dict[str, Any] = {}
         for key, value in options.items():
             if value is None:
                 continue
-            for alias in _ALIASES.get(key, (key,)):
+            aliases = _ALIASES.get(key, (key,))
+            for alias in aliases:
                 if alias in names:
                     out[alias] = value
                     break
+            else:
+                if var_kw:  # a generator taking **kwargs gets the OpenAI name
+                    out[key] = value
         if "logprobs" in names:
             out["logprobs"] = False  # not returned by this endpoint: do not compute them
         return out

@@ -9,6 +9,11 @@
 * ``--generator NAME=SPEC`` per candidate: ``local`` (the offline SmolLM2-135M), a local model folder /
   ``.gguf`` file / hub id (:class:`~rag_routing.llms.local.LocalLLM`), or ``echo`` (answers with the question;
   for smoke tests). Candidates without one get ``local``.
+* ``--upstream NAME=BASE_URL,model=MODEL,key-env=VAR``: the candidate forwards to an OpenAI-compatible endpoint
+  (:class:`~rag_routing.llms.openai_compatible.OpenAICompatibleLLM`); the key is read from the environment
+  variable ``VAR`` at start-up, never from a request. ``--price NAME=IN,OUT`` charges a candidate by its tokens
+  ($ per 1M input / output tokens; else the router's expected cost per call is charged).
+* ``--batch-window-ms 2`` / ``--no-batching``: how long concurrent routed requests wait to share one batch.
 * ``--ledger`` / ``--budgets``: where entries and per-key budgets live; a ``redis://`` URL shares them between
   server processes (``pip install 'rag-routing[redis]'``).
 * ``--quota N``: at most N routes per key to the router's most expensive candidate per ``--quota-window``.
@@ -27,13 +32,30 @@ import argparse
 from typing import Any
 
 from rag_routing.errors import InvalidInputError
+from rag_routing.security.redaction import redact
 
 
 class EchoGenerator:
-    """Answers with the last user message (smoke tests of a deployment without a model)."""
+    """Answers with the last user message, at most ``max_tokens`` words (smoke tests without a model)."""
 
-    def generate(self, messages: list[dict[str, str]]) -> str:
-        return next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    def _words(self, messages: list[dict[str, str]], max_tokens: int | None) -> tuple[list[str], str]:
+        text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        words = text.split(" ")
+        if max_tokens is not None and len(words) > max_tokens:
+            return words[:max_tokens], "length"
+        return words, "stop"
+
+    def generate(self, messages: list[dict[str, str]], max_tokens: int | None = None) -> Any:
+        from rag_routing.server.generation import Completion
+
+        words, finish = self._words(messages, max_tokens)
+        return Completion(" ".join(words), finish_reason=finish)
+
+    def stream(self, messages: list[dict[str, str]], max_tokens: int | None = None) -> Any:
+        """The words one by one (each but the last followed by its space)."""
+        words, _ = self._words(messages, max_tokens)
+        for i, word in enumerate(words):
+            yield word if i == len(words) - 1 else word + " "
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,9 +70,58 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budgets", default="memory", help="memory, sqlite:PATH or redis://URL (default memory)")
     parser.add_argument("--quota", type=int, help="expensive routes allowed per key per --quota-window")
     parser.add_argument("--quota-window", type=float, default=3600.0, help="quota window in seconds (default 3600)")
+    parser.add_argument("--upstream", action="append", default=[], metavar="NAME=URL,model=M,key-env=VAR",
+                        help="the candidate forwards to an OpenAI-compatible endpoint; its API key is read from "
+                        "the environment variable VAR (repeatable)")
+    parser.add_argument("--price", action="append", default=[], metavar="NAME=IN,OUT",
+                        help="charge a candidate by tokens: $ per 1M input and output tokens (repeatable)")
     parser.add_argument("--max-tokens", type=int, default=256, help="output estimate for requests without one")
+    parser.add_argument("--batch-window-ms", type=float, default=2.0,
+                        help="concurrent routed requests wait up to this long to be routed in one batch (default 2)")
+    parser.add_argument("--no-batching", action="store_true", help="route every request alone")
     parser.add_argument("--quiet", action="store_true", help="less logging")
     parser.set_defaults(run=run_serve)
+
+
+def upstream_generator(spec: str) -> tuple[str, Any]:
+    """``NAME=BASE_URL,model=MODEL,key-env=VAR`` (model defaults to NAME; no key-env: no key) -> (name, LLM)."""
+    from rag_routing.llms.openai_compatible import OpenAICompatibleLLM
+
+    name, sep, rest = spec.partition("=")
+    url, *fields = rest.split(",")
+    options: dict[str, str] = {}
+    for item in fields:
+        key, eq, value = item.partition("=")
+        if not eq or key not in ("model", "key-env", "timeout") or not value:
+            raise InvalidInputError(f"--upstream {redact(spec)!r}: expected NAME=BASE_URL,model=MODEL,key-env=VAR "
+                                    f"(optional timeout=SECONDS), got field {redact(item)!r}")
+        options[key] = value
+    if not sep or not name or not url:
+        raise InvalidInputError(f"--upstream takes NAME=BASE_URL,model=MODEL,key-env=VAR, got {redact(spec)!r}")
+    try:
+        timeout = float(options.get("timeout", 60))
+    except ValueError:
+        raise InvalidInputError(f"--upstream {name}: timeout must be a number of seconds") from None
+    return name, OpenAICompatibleLLM(url, options.get("model", name), api_key_env=options.get("key-env"),
+                                     timeout=timeout)
+
+
+def prices(specs: list[str]) -> dict[str, Any]:
+    """``NAME=IN,OUT`` ($ per 1M input / output tokens) -> {name: Pricing}."""
+    from rag_routing.candidates import Pricing
+
+    out: dict[str, Any] = {}
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        parts = values.split(",")
+        try:
+            if not sep or not name or len(parts) != 2:
+                raise ValueError
+            out[name] = Pricing(input_per_mtok=float(parts[0]), output_per_mtok=float(parts[1]))
+        except ValueError:
+            raise InvalidInputError(f"--price takes NAME=IN,OUT ($ per 1M tokens, finite, >= 0), got {spec!r}") \
+                from None
+    return out
 
 
 def _generator(spec: str, name: str) -> Any:
@@ -79,7 +150,7 @@ def _ledger(spec: str) -> Any:
 
         return CostLedger(store=RedisLedgerStore(spec, namespace="serve"),  # history stays in Redis
                           max_entries=SERVER_LEDGER_ENTRIES)
-    raise InvalidInputError(f"--ledger must be memory, sqlite:PATH or redis://URL, got {spec!r}")
+    raise InvalidInputError(f"--ledger must be memory, sqlite:PATH or redis://URL, got {redact(spec)!r}")
 
 
 def _budgets(spec: str) -> Any:
@@ -93,7 +164,7 @@ def _budgets(spec: str) -> Any:
         from rag_routing.ledger.redis_store import RedisBudgetStore
 
         return RedisBudgetStore(spec)
-    raise InvalidInputError(f"--budgets must be memory, sqlite:PATH or redis://URL, got {spec!r}")
+    raise InvalidInputError(f"--budgets must be memory, sqlite:PATH or redis://URL, got {redact(spec)!r}")
 
 
 def build_app(args: argparse.Namespace) -> Any:
@@ -108,24 +179,39 @@ def build_app(args: argparse.Namespace) -> Any:
         if not sep or not name or not spec:
             raise InvalidInputError(f"--generator takes NAME=SPEC, got {item!r}")
         specs[name] = spec
-    unknown = set(specs) - set(router.candidates_)
+    upstreams = dict(upstream_generator(spec) for spec in args.upstream)
+    both = set(specs) & set(upstreams)
+    if both:
+        raise InvalidInputError(f"candidates {sorted(both)} have both --generator and --upstream; give one")
+    unknown = (set(specs) | set(upstreams)) - set(router.candidates_)
     if unknown:
-        raise InvalidInputError(f"--generator for unknown candidates {sorted(unknown)}; the router has "
+        raise InvalidInputError(f"--generator/--upstream for unknown candidates {sorted(unknown)}; the router has "
                                 f"{router.candidates_}")
-    generators = {c: _generator(specs.get(c, "local"), c) for c in router.candidates_}
+    pricing = prices(args.price)
+    unknown = set(pricing) - set(router.candidates_)
+    if unknown:
+        raise InvalidInputError(f"--price for unknown candidates {sorted(unknown)}; the router has "
+                                f"{router.candidates_}")
+    generators = {c: upstreams[c] if c in upstreams else _generator(specs.get(c, "local"), c)
+                  for c in router.candidates_}
     if args.quota is not None:
         from rag_routing.security import ExpensiveRouteQuota, GuardedRouter
 
         router = GuardedRouter(router, [ExpensiveRouteQuota(args.quota, args.quota_window)])
+    window = None if args.no_batching else args.batch_window_ms / 1000.0
     return create_app(router, generators, args.keys, ledger=_ledger(args.ledger), budget_store=_budgets(args.budgets),
-                      default_max_tokens=args.max_tokens)
+                      default_max_tokens=args.max_tokens, prices=pricing, batch_window=window)
 
 
 def run_serve(args: argparse.Namespace) -> int:
     """Build the app and serve it until interrupted; returns the exit status."""
     from rag_routing.server.app import serve
 
+    from rag_routing.security.redaction import install_log_redaction
+
+    install_log_redaction("rag_routing", "uvicorn", "uvicorn.error", "uvicorn.access")
     app = build_app(args)
+    app.state.service.warm_up()  # the tokenizer and the embedder load once, before the first request
     print(f"serving {args.router} on http://{args.host}:{args.port}/v1/chat/completions (health: /health)")
     serve(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
     return 0

@@ -15,9 +15,9 @@ Example:
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StrictInt, StrictStr, field_validator
 
 from rag_routing.errors import InvalidInputError
 
@@ -62,27 +62,85 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
-    include_usage: bool = False
+    include_usage: StrictBool = False
+
+
+Probability = Annotated[float, Strict(), Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Penalty = Annotated[float, Strict(), Field(ge=-2.0, le=2.0, allow_inf_nan=False)]
+
+#: Options handed to the generator (when given): the candidate must take them, else the request is a 400.
+GENERATION_OPTIONS = ("max_tokens", "temperature", "stop", "seed", "top_p", "presence_penalty", "frequency_penalty")
+#: Values of a generation option that change nothing, accepted even by a generator without that option.
+NEUTRAL_OPTIONS: dict[str, tuple[Any, ...]] = {"top_p": (1, 1.0), "presence_penalty": (0, 0.0),
+                                               "frequency_penalty": (0, 0.0)}
+#: OpenAI fields this server does not implement, with the values that ask for nothing (accepted as such).
+UNSUPPORTED_FIELDS: dict[str, tuple[Any, ...]] = {
+    "logprobs": (None, False), "top_logprobs": (None,), "tools": (None, []), "tool_choice": (None, "none"),
+    "parallel_tool_calls": (None, True, False), "functions": (None, []), "function_call": (None, "none"),
+    "response_format": (None, {"type": "text"}), "logit_bias": (None, {}), "store": (None, False),
+    "metadata": (None, {}), "modalities": (None, ["text"]), "audio": (None,), "prediction": (None,),
+    "service_tier": (None, "auto", "default"), "reasoning_effort": (None,), "web_search_options": (None,),
+    "verbosity": (None,), "prompt_cache_key": (None,), "safety_identifier": (None,),
+}
+
+
+class UnsupportedFieldError(InvalidInputError):
+    """A request field this server does not implement (or does not know), named in ``param``."""
+
+    def __init__(self, message: str, param: str, code: str):
+        super().__init__(message)
+        self.param, self.code = param, code
+
+
+def check_fields(data: Any) -> None:
+    """Refuse unknown fields and OpenAI fields this server does not implement (unless at a neutral value).
+
+    Never ignored silently: a client asking for tools or log-probabilities gets a 400 naming the field.
+    """
+    if not isinstance(data, dict):
+        return
+    for name, value in data.items():
+        if name in ChatCompletionRequest.model_fields:
+            continue
+        if name in UNSUPPORTED_FIELDS:
+            if any(value == neutral and type(value) is type(neutral) for neutral in UNSUPPORTED_FIELDS[name]):
+                continue
+            raise UnsupportedFieldError(f"{name!r} is not supported by this server (got {_short(value)}); "
+                                        "remove it from the request", name, "unsupported_parameter")
+        raise UnsupportedFieldError(f"Unrecognized request argument supplied: {_short(name, 64)}", str(name)[:64],
+                                    "unknown_parameter")
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class ChatCompletionRequest(BaseModel):
-    """``POST /v1/chat/completions`` body. ``model`` is ``"auto"``/``"router"`` (route) or a candidate name."""
+    """``POST /v1/chat/completions`` body. ``model`` is ``"auto"``/``"router"`` (route) or a candidate name.
+
+    Types are strict (``max_tokens: "10"`` is refused, not coerced); fields outside this model go through
+    :func:`check_fields` first.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
-    model: str = Field(min_length=1, max_length=256)
+    model: StrictStr = Field(min_length=1, max_length=256)
     messages: list[ChatMessage] = Field(min_length=1, max_length=1024)
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0, allow_inf_nan=False)
-    stop: str | list[str] | None = None
-    seed: int | None = Field(default=None, ge=0)
-    n: int = Field(default=1, ge=1, le=1)
-    user: str | None = Field(default=None, max_length=256)
+    max_tokens: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
+    max_completion_tokens: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
+    temperature: Annotated[float, Strict()] | None = Field(default=None, ge=0.0, le=2.0, allow_inf_nan=False)
+    top_p: Probability | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    stop: StrictStr | list[StrictStr] | None = None
+    seed: StrictInt | None = Field(default=None, ge=0)
+    n: StrictInt = Field(default=1, ge=1, le=1)
+    user: StrictStr | None = Field(default=None, max_length=256)
 
     @field_validator("model", "user")
     @classmethod
@@ -116,6 +174,15 @@ class ChatCompletionRequest(BaseModel):
     def output_limit(self, default: int) -> int:
         return self.max_completion_tokens or self.max_tokens or default
 
+    def generation_options(self, default_max_tokens: int) -> tuple[dict[str, Any], set[str]]:
+        """(options for the generator, the names the client set explicitly)."""
+        explicit = {n for n in GENERATION_OPTIONS if getattr(self, n, None) is not None}
+        if self.max_completion_tokens is not None:
+            explicit.add("max_tokens")
+        options = {n: getattr(self, n) for n in GENERATION_OPTIONS if n != "max_tokens"}
+        options["max_tokens"] = self.output_limit(default_max_tokens)
+        return options, explicit
+
 
 def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
     """OpenAI's error shape: ``{"error": {"message", "type", "param", "code"}}``."""
@@ -143,5 +210,6 @@ def usage_body(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
             "total_tokens": prompt_tokens + completion_tokens}
 
 
-__all__ = ["ChatCompletionRequest", "ChatMessage", "ROUTE_ALIASES", "error_body", "completion_body", "chunk_body",
+__all__ = ["ChatCompletionRequest", "ChatMessage", "check_fields", "UnsupportedFieldError",
+           "GENERATION_OPTIONS", "NEUTRAL_OPTIONS", "UNSUPPORTED_FIELDS", "ROUTE_ALIASES", "error_body", "completion_body", "chunk_body",
            "usage_body"]

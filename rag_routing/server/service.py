@@ -27,6 +27,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,11 +43,15 @@ from rag_routing.ledger.ledger import CostLedger
 from rag_routing.ledger.stage_names import GENERATION, ROUTING
 from rag_routing.ledger.tokens import count_tokens
 from rag_routing.routers.base import Router
+from rag_routing.security.guards import GuardedRouter
+from rag_routing.security.redaction import RedactingFilter
+from rag_routing.server.batching import RouteBatcher
 from rag_routing.server.generation import Completion, GeneratorAdapter
 from rag_routing.server.keys import ApiKey, ApiKeys
 from rag_routing.server.schemas import ROUTE_ALIASES
 
 logger = logging.getLogger(__name__)
+logger.addFilter(RedactingFilter())
 
 
 @dataclass
@@ -80,11 +85,16 @@ class ChatService:
         budget_store: where per-principal budgets live (default: in memory; Redis/SQLite to share them).
         prices: optional per-candidate token prices (else the router's expected cost per call is charged).
         default_max_tokens: the output-token estimate of requests that give no ``max_tokens``.
+        batch_window: routed requests arriving together are routed in one batch (one featurisation), each
+            batch waiting at most this many seconds for more (:class:`RouteBatcher`); ``None`` routes each
+            request alone.
+        max_batch: the most requests routed in one batch.
     """
 
     def __init__(self, router: Router, generators: Mapping[str, Any], keys: ApiKeys, *,
                  ledger: CostLedger | None = None, budget_store: BudgetStore | None = None,
-                 prices: Mapping[str, Pricing] | None = None, default_max_tokens: int = 256):
+                 prices: Mapping[str, Pricing] | None = None, default_max_tokens: int = 256,
+                 batch_window: float | None = 0.002, max_batch: int = 64):
         if not isinstance(router, Router):
             raise InvalidInputError(f"the server needs a Router, got {type(router).__name__}")
         router._check_fitted()
@@ -107,6 +117,32 @@ class ChatService:
         self._expected = dict(zip(router.candidates_, map(float, router.mean_cost_)))
         self._takes_principal = "principal" in inspect.signature(router.route).parameters
         self._budgets: dict[ApiKey, Budget] = {}
+        self._ready = False
+        self._ready_lock = threading.Lock()
+        self.batcher = None if batch_window is None else RouteBatcher(self._route_batch, max_batch=max_batch,
+                                                                       max_wait=batch_window)
+
+    def warm_up(self) -> None:
+        """Load the shared resources (the tokenizer's encoding, the router's embedder) once, under a lock.
+
+        Called by the first request (concurrent first requests wait here instead of each loading its own
+        copy) and by ``rag-routing serve`` before it listens.
+        """
+        if self._ready:
+            return
+        with self._ready_lock:
+            if self._ready:
+                return
+            count_tokens("warm up")
+            inner = getattr(self.router, "router", self.router)  # a GuardedRouter's guards keep no warm-up state
+            if getattr(inner, "uses_features", False):
+                inner.features(["warm up"])
+            self._ready = True
+
+    def _route_batch(self, queries: list[str], principal: str | None) -> list[RoutingDecision]:
+        if principal is not None:
+            return self.router.route(queries, principal=principal)
+        return self.router.route(queries)
 
     def budget(self, key: ApiKey) -> Budget:
         """The budget of ``key``'s principal (shared by every key and process using the same store)."""
@@ -120,6 +156,8 @@ class ChatService:
     def decide(self, model: str, query: str, principal: str) -> tuple[RoutingDecision, bool]:
         """The routing decision for ``query`` (``model`` "auto"/"router"), or a forced one (a candidate)."""
         if model in ROUTE_ALIASES:
+            if self.batcher is not None:
+                return self.batcher.route(query, principal if self._takes_principal else None), False
             if self._takes_principal:
                 return self.router.route([query], principal=principal)[0], False
             return self.router.route([query])[0], False
@@ -131,7 +169,10 @@ class ChatService:
         decision = RoutingDecision(candidate=model, index=names.index(model), quality={c: 0.0 for c in names},
                                    cost=costs, lam=0.0, budget=None, reason=f"forced by the request: model={model!r}",
                                    router="forced")
-        for guard in getattr(self.router, "guards", ()):  # quotas apply to forced expensive calls too
+        # Quotas apply to forced expensive calls too. Only a GuardedRouter's ``guards`` are route guards (a
+        # plain Router's ``guards`` are its support settings).
+        route_guards = self.router.guards if isinstance(self.router, GuardedRouter) else ()
+        for guard in route_guards:
             decision = guard.check_decision(decision, principal)
         return decision, True
 
@@ -145,15 +186,24 @@ class ChatService:
         return self._expected[candidate]
 
     def plan(self, model: str, query: str, messages: list[dict[str, str]], key: ApiKey, *,
-             max_tokens: int | None = None) -> Plan:
+             max_tokens: int | None = None, options: dict[str, Any] | None = None,
+             explicit: set[str] | None = None) -> Plan:
         """Route (or force), estimate the call and reserve it on the principal's budget.
+
+        ``options`` the client set explicitly (``explicit``) must be supported by the chosen candidate's
+        generator: else :class:`InvalidInputError` before anything is reserved.
 
         Raises :class:`~rag_routing.errors.BudgetExceededError` (nothing reserved, nothing generated),
         :class:`~rag_routing.errors.UnknownCandidateError` or :class:`~rag_routing.errors.InvalidInputError`.
         """
+        self.warm_up()
         started = time.perf_counter()
         decision, forced = self.decide(model, query, key.principal)
         route_seconds = time.perf_counter() - started
+        if options is not None and explicit:
+            from rag_routing.server.schemas import NEUTRAL_OPTIONS
+
+            self.generators[decision.candidate].check_options(options, explicit, NEUTRAL_OPTIONS)
         input_tokens = sum(count_tokens(m["content"]) for m in messages)
         output_tokens = max_tokens or self.default_max_tokens
         usd = self._call_cost(decision.candidate, decision, input_tokens, output_tokens)
