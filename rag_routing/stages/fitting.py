@@ -8,9 +8,11 @@ option names, so it learns from a :class:`~rag_routing.evaluation.dataset.Routin
 * :func:`labels_dataset` — one label (an option name) per query, as one-hot outcomes: when the right option
   is known (or decided by a person) rather than measured.
 
-The default router, :func:`default_stage_router`, is RouteLLM's "direct" classifier
-(:class:`~rag_routing.routers.supervised.ClassifierRouter` with ``mode="direct"``): logistic regression on
-MiniLM query embeddings predicting the cheapest option that reached the query's best outcome.
+The default router, :func:`default_stage_router`, is ``auto`` (:class:`~rag_routing.routers.auto.AutoRouter`):
+it cross-validates RouteLLM's "direct" classifier (:class:`~rag_routing.routers.supervised.ClassifierRouter`
+with ``mode="direct"``: logistic regression on MiniLM query embeddings predicting the cheapest option that
+reached the query's best outcome) and kNN against the best fixed option, and keeps the fixed option unless a
+router's gain is real.
 
 Example:
     >>> ds = outcomes_dataset(["a", "b"], {"x": [1, 0], "y": [1, 1]}, {"x": 0.0, "y": 1.0}, ["x", "y"])
@@ -82,10 +84,12 @@ def labels_dataset(queries: Sequence[str], labels: Sequence[str], options: Seque
 
 
 def default_stage_router(**kwargs: Any) -> Any:
-    """RouteLLM-style direct classifier over MiniLM embeddings (cheapest option reaching the best outcome)."""
-    from rag_routing.routers.supervised import ClassifierRouter
+    """``auto`` trying RouteLLM-style direct classification over MiniLM embeddings (cheapest option reaching the
+    best outcome) and kNN: it keeps the best fixed option unless cross-validation on the stage's outcomes shows a
+    real gain (:class:`~rag_routing.routers.auto.AutoRouter`)."""
+    from rag_routing.routers.auto import AutoRouter
 
-    return ClassifierRouter(mode="direct", **kwargs)
+    return AutoRouter(routers=[{"router": "classifier", "mode": "direct"}, "knn"], **kwargs)
 
 
 __all__ = ["outcomes_dataset", "labels_dataset", "default_stage_router"]
