@@ -10,7 +10,9 @@ feedback steers an online router. This package holds both sides:
   (chi-square alarm on a principal's route distribution), :class:`GadgetFilter` (bigram-perplexity scan
   that strips a suspicious suffix);
 * feedback poisoning: :class:`FeedbackSanitizer` (rate limit, clipping and a median/MAD outlier filter in
-  front of an online router's ``update``).
+  front of an online router's ``update``);
+* many keys: :class:`NewKeyPool` (keys without standing act as one shared principal, so a campaign spread over
+  many fresh keys meets one key's quota, alarm window and feedback rate limit).
 
 Example:
     >>> from rag_routing.security import GuardedRouter, ExpensiveRouteQuota, GadgetFilter   # doctest: +SKIP
@@ -24,12 +26,14 @@ from rag_routing.security.flips import FlipReport, flip_report
 from rag_routing.security.gadget_filter import GadgetFilter
 from rag_routing.security.gadgets import Gadget, GadgetSearchResult, common_tokens, search_gadget
 from rag_routing.security.guards import GuardedRouter, RouteGuard, downgrade
+from rag_routing.security.identities import NewKeyPool
 from rag_routing.security.language_model import BigramLM
 from rag_routing.security.quota import ExpensiveRouteQuota
 
 __all__ = [
     "GuardedRouter",
     "RouteGuard",
+    "NewKeyPool",
     "downgrade",
     "ExpensiveRouteQuota",
     "RoutingShiftAlarm",

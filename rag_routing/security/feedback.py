@@ -40,6 +40,7 @@ import numpy as np
 
 from rag_routing.decision import RoutingDecision
 from rag_routing.errors import InvalidInputError
+from rag_routing.security.identities import NewKeyPool
 
 
 @dataclass(frozen=True)
@@ -79,12 +80,16 @@ class FeedbackSanitizer:
         trusted: principals that skip the rate limit and the outlier filter.
         max_tracked: decisions remembered from :meth:`route` (oldest forgotten first).
         clock: monotonic seconds (injectable for tests).
+        identities: a :class:`~rag_routing.security.identities.NewKeyPool`: feedback from keys without standing
+            shares one rate limit, so a campaign spread over many fresh keys gets one key's updates (share the
+            pool with the ``GuardedRouter`` in front of the same router, so routes build standing too).
     """
 
     def __init__(self, router: Any, *, max_updates: int = 100, window_seconds: float = 3600.0,
                  clip: tuple[float, float] | None = (0.0, 1.0), outlier_z: float | None = 4.0,
                  min_history: int = 20, history: int = 500, min_scale: float | None = None, trusted: Iterable[str] = (),
-                 max_tracked: int = 100_000, clock: Callable[[], float] = time.monotonic):
+                 max_tracked: int = 100_000, clock: Callable[[], float] = time.monotonic,
+                 identities: NewKeyPool | None = None):
         if not callable(getattr(router, "update", None)) or not callable(getattr(router, "route", None)):
             raise InvalidInputError(f"FeedbackSanitizer wraps an online router with route() and update(); got "
                                     f"{type(router).__name__}")
@@ -96,6 +101,9 @@ class FeedbackSanitizer:
             raise InvalidInputError(f"clip must be (low, high) with low <= high, got {clip!r}")
         if outlier_z is not None and not outlier_z > 0:
             raise InvalidInputError(f"outlier_z must be > 0 or None, got {outlier_z!r}")
+        if identities is not None and not isinstance(identities, NewKeyPool):
+            raise InvalidInputError(f"identities must be a NewKeyPool, got {type(identities).__name__}")
+        self.identities = identities
         self.router, self.max_updates, self.window_seconds = router, max_updates, float(window_seconds)
         if min_scale is None:
             min_scale = 0.25 * (clip[1] - clip[0]) if clip is not None and clip[1] > clip[0] else 0.05
@@ -148,10 +156,12 @@ class FeedbackSanitizer:
         assert value is not None
         clipped = value if self.clip is None else min(max(value, self.clip[0]), self.clip[1])
         trusted = principal in self.trusted
+        # Keys without standing share one rate limit (the pool's name): many fresh keys weigh as one.
+        acting = principal if trusted or self.identities is None else self.identities.observe(principal)
         with self._lock:
             candidate = self._chosen.get(decision_id) if isinstance(decision_id, str) else None
             now = self.clock()
-            if not trusted and self._rate_limited(principal, now):
+            if not trusted and self._rate_limited(acting, now):
                 return self._verdict(False, "rate_limited", principal)
             if not trusted and self._is_outlier(candidate, clipped):
                 return self._verdict(False, "outlier", principal)
@@ -161,7 +171,7 @@ class FeedbackSanitizer:
             self.router.update(decision_id, quality=clipped, cost=cost)
         with self._lock:
             if not trusted:
-                self._accepted[principal].append(now)
+                self._accepted[acting].append(now)
             if candidate is not None:
                 self._values[candidate].append(clipped)
                 self._chosen.pop(decision_id, None)

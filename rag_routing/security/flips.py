@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from rag_routing.errors import RagRoutingError
+from rag_routing.errors import InvalidInputError, RagRoutingError
 from rag_routing.routers.base import Router, validate_queries
 from rag_routing.security.gadgets import Gadget
 from rag_routing.security.guards import GuardedRouter
@@ -56,39 +56,50 @@ class FlipReport:
         return asdict(self)
 
 
-def _route_each(router: Router, queries: list[str], principal: str) -> tuple[np.ndarray, int]:
-    """Chosen index per query (``-1`` where the defence refused), one query at a time, and the refusals."""
+def _principals(who: str | Sequence[str], what: str) -> list[str]:
+    names = [who] if isinstance(who, str) else list(who)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise InvalidInputError(f"{what} must be a principal name or a non-empty list of them, got {who!r}")
+    return names
+
+
+def _route_each(router: Router, queries: list[str], principals: list[str]) -> tuple[np.ndarray, int]:
+    """Chosen index per query (``-1`` where the defence refused), one query at a time, and the refusals.
+
+    Query ``i`` is sent by ``principals[i % len(principals)]`` (a campaign spread round-robin over keys)."""
     if not isinstance(router, GuardedRouter):
         return router.route_indices(queries), 0
     chosen, refused = np.full(len(queries), -1, dtype=np.int64), 0
     for i, query in enumerate(queries):
         try:
-            chosen[i] = router.route_one(query, principal=principal).index
+            chosen[i] = router.route_one(query, principal=principals[i % len(principals)]).index
         except RagRoutingError:
             refused += 1
     return chosen, refused
 
 
 def flip_report(router: Router, queries: Sequence[str], gadget: Gadget, *, defence: GuardedRouter | None = None,
-                defence_name: str = "none", attacker: str = "attacker", benign: str = "benign",
-                clean_queries: Sequence[str] | None = None) -> FlipReport:
+                defence_name: str = "none", attacker: str | Sequence[str] = "attacker",
+                benign: str | Sequence[str] = "benign", clean_queries: Sequence[str] | None = None) -> FlipReport:
     """Attack ``router`` (or ``defence``, a guarded version of it) with ``gadget`` on held-out ``queries``.
 
-    The attacker sends every attacked query as principal ``attacker``; the defence's cost on honest traffic
-    is measured on ``clean_queries`` (default: the same queries without the gadget) sent as ``benign``.
+    The attacker sends the attacked queries as principal ``attacker`` (a list: round-robin over those keys, a
+    campaign spread over many keys); the defence's cost on honest traffic is measured on ``clean_queries``
+    (default: the same queries without the gadget) sent as ``benign`` (a name or a list, round-robin).
     Guards keep per-principal state: pass a freshly built defence.
     """
+    attackers, benigns = _principals(attacker, "attacker"), _principals(benign, "benign")
     queries = validate_queries(queries)
     expensive = int(np.argmax(router.mean_cost_))
     base = router.route_indices(queries)
-    attacked, refused = _route_each(defence or router, gadget.apply_all(queries), attacker)
+    attacked, refused = _route_each(defence or router, gadget.apply_all(queries), attackers)
     cheap = base != expensive
     flipped = int((cheap & (attacked == expensive)).sum())
     clean_changed = 0.0
     if defence is not None:
         clean = validate_queries(clean_queries) if clean_queries is not None else queries
         reference = base if clean_queries is None else router.route_indices(clean)
-        routed, _ = _route_each(defence, clean, benign)
+        routed, _ = _route_each(defence, clean, benigns)
         clean_changed = float((routed != reference).mean())
     return FlipReport(
         router=router.name, defence=defence_name, n_queries=len(queries), n_cheap=int(cheap.sum()),

@@ -29,6 +29,7 @@ from rag_routing.decision import RoutingDecision
 from rag_routing.errors import InvalidInputError, NoRouteError
 from rag_routing.evaluation.dataset import RoutingDataset
 from rag_routing.routers.base import Router, RouterInput, validate_queries
+from rag_routing.security.identities import NewKeyPool
 
 DEFAULT_PRINCIPAL = "anonymous"
 
@@ -87,13 +88,15 @@ class GuardedRouter(Router):
         router: the router to protect (fitted, or fitted by :meth:`fit`).
         guards: applied in order: every ``check_query`` before routing, every ``check_decision`` after.
         default_principal: the principal of calls that name none.
+        identities: a :class:`~rag_routing.security.identities.NewKeyPool`: keys without standing reach the
+            guards as one shared principal, so a campaign spread over many fresh keys meets one key's limits.
     """
 
     name = "guarded"
     uses_features = False
 
     def __init__(self, router: Router, guards: Sequence[RouteGuard] = (), *,
-                 default_principal: str = DEFAULT_PRINCIPAL):
+                 default_principal: str = DEFAULT_PRINCIPAL, identities: NewKeyPool | None = None):
         if not isinstance(router, Router):
             raise InvalidInputError(f"GuardedRouter wraps a Router, got {type(router).__name__}")
         for guard in guards:
@@ -101,8 +104,11 @@ class GuardedRouter(Router):
                 raise InvalidInputError(f"guards must be RouteGuard instances, got {type(guard).__name__}")
         super().__init__(lam=router.lam, budget=router.budget, fallback=router.fallback)
         self.router = router
+        if identities is not None and not isinstance(identities, NewKeyPool):
+            raise InvalidInputError(f"identities must be a NewKeyPool, got {type(identities).__name__}")
         self.guards = list(guards)
         self.default_principal = default_principal
+        self.identities = identities
 
     # -- the wrapped router's state ---------------------------------------------------------------------------
     @property
@@ -170,7 +176,9 @@ class GuardedRouter(Router):
         if not isinstance(principal, str):
             raise InvalidInputError(f"principal must be a string, got {type(principal).__name__}")
         self._check_fitted()
-        cleaned, notes = self.clean(X, principal)
+        n_queries = self._n_rows(X)
+        acting = principal if self.identities is None else self.identities.observe(principal, max(1, n_queries))
+        cleaned, notes = self.clean(X, acting)
         lam = self.lam if lam is None else lam
         budget = self.budget if budget is None else budget
         decisions = self.router.route(cleaned, lam, budget)
@@ -180,8 +188,10 @@ class GuardedRouter(Router):
             if query_notes:
                 decision.metadata.setdefault("guards", []).extend(query_notes)
             for guard in self.guards:
-                decision = guard.check_decision(decision, principal)
+                decision = guard.check_decision(decision, acting)
             decision.metadata["principal"] = principal
+            if acting != principal:
+                decision.metadata["acting_as"] = acting
             out.append(decision)
         return out
 
