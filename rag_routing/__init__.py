@@ -50,6 +50,7 @@ _EXPORTS: dict[str, str] = {
     "RedisLedgerStore": "rag_routing.ledger",
     "RedisBudgetStore": "rag_routing.ledger",
     "GuardedRouter": "rag_routing.security",
+    "NewKeyPool": "rag_routing.security",
     # featurizers
     "SentenceTransformerEmbedder": "rag_routing.embeddings",
     "TfidfFeaturizer": "rag_routing.embeddings",
