@@ -214,6 +214,26 @@ def _notes(ref: Reference) -> list[str]:
     return notes
 
 
+def identical_curve_notes(results: Sequence[RouterResult]) -> list[str]:
+    """A note for every group of routers whose operating points are identical, saying so rather than leaving a
+    reader to suspect a copy: the offline table scores each router's point estimate, so two routers that
+    estimate the same thing (or collapse to the same choices) draw the same curve."""
+    groups: dict[tuple[tuple[float, ...], tuple[float, ...]], list[str]] = {}
+    for row in results:
+        if row.kind != "single" and row.curve:
+            key = (tuple(row.curve.get("cost", ())), tuple(row.curve.get("quality", ())))
+            groups.setdefault(key, []).append(row.router)
+    notes = []
+    for names in groups.values():
+        if len(names) > 1:
+            why = ""
+            if {"linucb", "thompson"} <= set(names):
+                why = ("; linucb and thompson: offline both are scored by their posterior mean, the same ridge "
+                       "regression (they differ only in how they explore online)")
+            notes.append(f"identical operating points: {', '.join(names)}{why}")
+    return notes
+
+
 def run_benchmark(
     train: RoutingDataset,
     test: RoutingDataset,
@@ -253,6 +273,7 @@ def run_benchmark(
                for item in bar]
     results += [evaluate_single(test, name, ref) for name in test.candidates]
     seconds["total"] = time.perf_counter() - started
+    notes = _notes(ref) + identical_curve_notes(results)
     return BenchmarkReport(
         dataset=train.name if train.name == test.name else f"{train.name} -> {test.name}",
         candidates=list(train.candidates),
@@ -268,9 +289,9 @@ def run_benchmark(
         strong=ref.strong,
         weak=ref.weak,
         seconds=seconds,
-        notes=_notes(ref),
+        notes=notes,
     )
 
 
-__all__ = ["BASELINES", "run_benchmark", "load_split", "featurize", "embed", "build_router", "resolve_routers",
+__all__ = ["BASELINES", "run_benchmark", "identical_curve_notes", "out_of_support_share", "load_split", "featurize", "embed", "build_router", "resolve_routers",
            "router_class"]

@@ -181,6 +181,7 @@ def format_table(report: BenchmarkReport) -> str:
             out.append(f"{r.router}: {100 * r.out_of_support:.1f} % of test queries out of its training support")
         if r.explain is not None and r.explain.get("reason"):
             out.append(f"{r.router} chose {r.explain.get('chosen')}: {r.explain['reason']}")
+    out += [f"note: {note}" for note in report.notes if note.startswith("identical operating points")]
     return "\n".join(out)
 
 

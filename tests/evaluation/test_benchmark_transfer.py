@@ -79,3 +79,12 @@ def test_auto_reports_what_it_chose_in_table_and_json(tmp_path):
     assert auto["explain"]["routers"][0]["router"] == "knn"
     assert 0.0 <= auto.get("out_of_support", 0.0) <= 1.0              # present only with a support estimate
     assert "explain" not in next(r for r in data["results"] if r["router"] == "fixed")
+
+
+def test_identical_curves_are_named_with_the_reason():
+    train = _task("train", 40, [0.3, 0.5, 0.9], 4)
+    report = run_benchmark(train, _task("test", 20, [0.3, 0.5, 0.9], 5), ["linucb", "thompson"], embedder="tfidf",
+                           progress=False)
+    assert report.result("linucb").curve == report.result("thompson").curve
+    (note,) = [n for n in report.notes if "linucb" in n]
+    assert "posterior mean" in note and "note: identical operating points" in report.table()
