@@ -18,12 +18,13 @@ Example:
 """
 
 from rag_routing.ledger.budget import Amounts, Budget, Reservation
-from rag_routing.ledger.budget_stores import BudgetStore, MemoryBudgetStore, SQLiteBudgetStore
+from rag_routing.ledger.budget_stores import BudgetStore, MemoryBudgetStore
 from rag_routing.ledger.energy import EnergyEstimate, EnergyModel, estimate_energy
 from rag_routing.ledger.entry import LedgerEntry
 from rag_routing.ledger.guard import CallGuard
 from rag_routing.ledger.ledger import CallEstimate, CostLedger
 from rag_routing.ledger.pricing import ModelInfo, PriceTable, estimate_cost
+from rag_routing.ledger.sqlite_budget_store import SQLiteBudgetStore
 from rag_routing.ledger.scope import (
     LedgerThreadPoolExecutor,
     bind_context,

@@ -7,6 +7,11 @@ cost above the estimate is still charged in full (it was spent), so later reserv
 never exceeded silently, also when many threads or processes reserve at once (the check-and-reserve is atomic
 in the :class:`~rag_routing.ledger.budget_stores.BudgetStore`).
 
+A reservation is a *lease* on a store that leases (every store of the library): it expires after the store's
+``lease_seconds`` unless renewed, and a heartbeat thread (:mod:`rag_routing.ledger.leases`) renews it while
+the call runs. A worker killed while holding one leaks it for at most ``lease_seconds``; no clean-up ever
+touches a live one.
+
 Scopes: ``"request"`` (a fresh key per budget), ``"session"`` (pass ``key=`` to share one across objects or,
 with a shared store, across processes) and ``"principal"`` (keyed by ``principal``: one quota per user or
 API key, shared by every Budget built with the same principal and store).
@@ -30,6 +35,7 @@ import uuid
 from typing import Any, Literal
 
 from rag_routing.errors import BudgetExceededError, InvalidInputError
+from rag_routing.ledger import leases
 from rag_routing.ledger.budget_stores import (
     UNITS,
     ZERO,
@@ -78,9 +84,18 @@ class Budget:
                 label: str | None = None) -> Reservation:
         """Hold an estimated amount, or raise :class:`BudgetExceededError` (the call must not run)."""
         wanted = Amounts(usd, tokens, seconds, kwh).validate()
-        if not self.store.try_reserve(self.key, wanted, self.limits):
+        if _leases(self.store):
+            lease = uuid.uuid4().hex
+            granted = self.store.try_reserve(self.key, wanted, self.limits, lease=lease)  # type: ignore[call-arg]
+        else:  # a store of the old protocol: the reservation is held until settled
+            lease = None
+            granted = self.store.try_reserve(self.key, wanted, self.limits)
+        if not granted:
             raise BudgetExceededError(self._refusal(wanted, label))
-        return Reservation(self, wanted, label=label)
+        reservation = Reservation(self, wanted, label=label, lease=lease)
+        if lease is not None:
+            leases.KEEPER.keep(reservation)
+        return reservation
 
     def can_afford(self, usd: float = 0.0, tokens: float = 0.0, seconds: float = 0.0, kwh: float = 0.0) -> bool:
         """Whether a reservation of this size would succeed now (it reserves nothing)."""
@@ -145,14 +160,19 @@ class Reservation:
     ``commit`` charges the actual amounts; a unit you do not report is charged at its reserved amount (the
     conservative choice). As a context manager: leaving the block normally commits the reservation if it was
     not committed yet; leaving it with an exception releases it.
+
+    On a leasing store the reservation holds the lease ``lease``, renewed by the heartbeat until it is
+    committed or released (or dropped: then it expires and the store reclaims it).
     """
 
-    __slots__ = ("budget", "amounts", "label", "actual", "_state", "_lock")
+    __slots__ = ("budget", "amounts", "label", "lease", "actual", "_state", "_lock", "__weakref__")
 
-    def __init__(self, budget: Budget | None, amounts: Amounts, *, label: str | None = None):
+    def __init__(self, budget: Budget | None, amounts: Amounts, *, label: str | None = None,
+                 lease: str | None = None):
         self.budget = budget
         self.amounts = amounts
         self.label = label
+        self.lease = lease
         self.actual: Amounts | None = None
         self._state = "open"
         self._lock = threading.Lock()
@@ -181,9 +201,17 @@ class Reservation:
                 raise InvalidInputError(f"this reservation is already {self._state}; reserve again for a new call")
             self._state = "committed"
         self.actual = charged
-        if self.budget is not None:
-            self.budget.store.settle(self.budget.key, self.amounts, charged)
+        self._settle(charged)
         return charged
+
+    def _settle(self, charged: Amounts) -> None:
+        if self.budget is None:
+            return
+        if self.lease is None:
+            self.budget.store.settle(self.budget.key, self.amounts, charged)
+            return
+        leases.KEEPER.drop(self)
+        self.budget.store.settle(self.budget.key, self.amounts, charged, lease=self.lease)  # type: ignore[call-arg]
 
     def release(self) -> None:
         """Give the reserved amount back (the call did not happen). No-op once committed or released."""
@@ -191,8 +219,7 @@ class Reservation:
             if self._state != "open":
                 return
             self._state = "released"
-        if self.budget is not None:
-            self.budget.store.settle(self.budget.key, self.amounts, ZERO)
+        self._settle(ZERO)
 
     def __enter__(self) -> Reservation:
         return self
@@ -205,6 +232,11 @@ class Reservation:
 
     def __repr__(self) -> str:
         return f"Reservation({self.amounts}, state={self._state!r})"
+
+
+def _leases(store: BudgetStore) -> bool:
+    """Whether ``store`` takes leased reservations (``lease=`` and ``renew``)."""
+    return callable(getattr(store, "renew", None)) and bool(getattr(store, "lease_seconds", None))
 
 
 def _fmt(unit: str, value: float) -> str:

@@ -1,9 +1,18 @@
 """Where a budget's state (spent and reserved amounts) lives: in memory, or in SQLite shared by processes.
 
 A :class:`BudgetStore` holds, per budget key, what was spent and what is reserved, and checks-and-reserves
-atomically. The memory store is one lock; :class:`SQLiteBudgetStore` takes SQLite's write lock
-(``BEGIN IMMEDIATE``), so several processes can share a session or per-principal budget through one file.
-A Redis store would implement the same four methods (``try_reserve`` as a Lua script).
+atomically. The memory store is one lock; :class:`~rag_routing.ledger.sqlite_budget_store.SQLiteBudgetStore`
+takes SQLite's write lock (``BEGIN IMMEDIATE``), so several processes can share a session or per-principal
+budget through one file; :class:`~rag_routing.ledger.redis_budget_store.RedisBudgetStore` does it in Lua.
+
+Reservations are leases
+-----------------------
+A reservation made with ``lease=<id>`` expires ``lease_seconds`` after it was made or last renewed
+(:meth:`renew`); a :class:`~rag_routing.ledger.budget.Budget` renews its open reservations from a heartbeat
+thread while the call runs (:mod:`rag_routing.ledger.leases`). When the holder is gone (killed, hung, its
+:class:`~rag_routing.ledger.budget.Reservation` garbage-collected) the lease is not renewed and the next
+operation on the budget reclaims it. ``settle`` of a lease that was reclaimed still charges what was spent
+and returns nothing twice. No clean-up (:meth:`clear_reserved`, :meth:`reset`) touches a live lease.
 
 Example:
     >>> store = MemoryBudgetStore()
@@ -19,12 +28,11 @@ from __future__ import annotations
 import math
 import numbers
 import threading
+import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from rag_routing.errors import InvalidInputError
-from rag_routing.sqlite_connection import connect_shared
 
 # Rounding slack when comparing a float sum with a limit, so that spending exactly the limit in a few
 # steps (0.1 + 0.2 against 0.3) is not refused; it can overshoot a limit by at most this fraction.
@@ -82,13 +90,18 @@ def first_violation(spent: Amounts, reserved: Amounts, wanted: Amounts, limits: 
 
 @runtime_checkable
 class BudgetStore(Protocol):
-    """Budget state keyed by budget key; every method is atomic."""
+    """Budget state keyed by budget key; every method is atomic.
+
+    Stores that lease reservations (all of the library's) also take ``lease=`` in ``try_reserve`` and
+    ``settle``, have ``renew(key, lease) -> bool`` and a ``lease_seconds`` attribute; a store without them
+    holds reservations until they are settled.
+    """
 
     def try_reserve(self, key: str, wanted: Amounts, limits: Amounts) -> bool:
         """Reserve ``wanted`` if spent + reserved + wanted fits ``limits``; ``False`` (and no change) if not."""
 
     def settle(self, key: str, reserved: Amounts, actual: Amounts) -> None:
-        """Return ``reserved`` and add ``actual`` to spent (``reserved=ZERO`` for a direct charge)."""
+        """Return ``reserved`` (or the lease) and add ``actual`` to spent (``reserved=ZERO`` for a direct charge)."""
 
     def snapshot(self, key: str) -> tuple[Amounts, Amounts]:
         """(spent, reserved)."""
@@ -97,143 +110,127 @@ class BudgetStore(Protocol):
         """Forget everything spent and reserved under ``key``."""
 
 
-class MemoryBudgetStore:
-    """Budget state in this process, behind one lock. Share one instance to share a budget."""
+def check_lease_seconds(value: float) -> float:
+    """``lease_seconds`` as a float; :class:`InvalidInputError` unless a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
+        raise InvalidInputError(f"lease_seconds must be a finite number of seconds > 0, got {value!r}")
+    return float(value)
 
-    def __init__(self) -> None:
+
+#: Default lifetime of a lease that is not renewed (the heartbeat renews every third of it).
+DEFAULT_LEASE_SECONDS = 60.0
+
+
+class MemoryBudgetStore:
+    """Budget state in this process, behind one lock. Share one instance to share a budget.
+
+    Args:
+        lease_seconds: how long a leased reservation lives without being renewed.
+    """
+
+    def __init__(self, *, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+        self.lease_seconds = check_lease_seconds(lease_seconds)
         self._lock = threading.Lock()
         # key -> [spent usd, tokens, seconds, kwh, reserved usd, tokens, seconds, kwh]; plain floats because
-        # this sits on the hot path of every recorded call.
+        # this sits on the hot path of every recorded call. Reserved includes the leases' amounts.
         self._state: dict[str, list[float]] = {}
+        self._leases: dict[str, dict[str, tuple[Amounts, float]]] = {}  # key -> lease -> (amounts, deadline)
 
-    def try_reserve(self, key: str, wanted: Amounts, limits: Amounts) -> bool:
+    def _reclaim(self, key: str, state: list[float]) -> None:
+        leases = self._leases.get(key)
+        if not leases:
+            return
+        now = time.monotonic()
+        for lease in [name for name, (_, deadline) in leases.items() if deadline < now]:
+            _subtract(state, leases.pop(lease)[0])
+
+    def _get(self, key: str) -> list[float]:
+        state = self._state.get(key)
+        if state is None:
+            state = self._state[key] = [0.0] * 8
+        self._reclaim(key, state)
+        return state
+
+    def try_reserve(self, key: str, wanted: Amounts, limits: Amounts, *, lease: str | None = None) -> bool:
         with self._lock:
-            state = self._state.get(key)
-            if state is None:
-                state = self._state[key] = [0.0] * 8
+            state = self._get(key)
             if first_violation(Amounts(*state[:4]), Amounts(*state[4:]), wanted, limits) is not None:
                 return False
             state[4] += wanted.usd
             state[5] += wanted.tokens
             state[6] += wanted.seconds
             state[7] += wanted.kwh
+            if lease is not None:
+                self._leases.setdefault(key, {})[lease] = (wanted, time.monotonic() + self.lease_seconds)
             return True
 
-    def settle(self, key: str, reserved: Amounts, actual: Amounts) -> None:
+    def renew(self, key: str, lease: str) -> bool:
+        """Extend a live lease by ``lease_seconds``; ``False`` if it expired and was reclaimed (or never was)."""
         with self._lock:
-            state = self._state.get(key)
-            if state is None:
-                state = self._state[key] = [0.0] * 8
+            self._get(key)
+            held = self._leases.get(key, {}).get(lease)
+            if held is None:
+                return False
+            self._leases[key][lease] = (held[0], time.monotonic() + self.lease_seconds)
+            return True
+
+    def settle(self, key: str, reserved: Amounts, actual: Amounts, *, lease: str | None = None) -> None:
+        with self._lock:
+            state = self._get(key)
             state[0] += actual.usd
             state[1] += actual.tokens
             state[2] += actual.seconds
             state[3] += actual.kwh
-            if reserved is not ZERO:
-                # max(0, ...): float subtraction can leave -1e-18 behind; reservations are never negative.
-                state[4] = max(0.0, state[4] - reserved.usd)
-                state[5] = max(0.0, state[5] - reserved.tokens)
-                state[6] = max(0.0, state[6] - reserved.seconds)
-                state[7] = max(0.0, state[7] - reserved.kwh)
+            if lease is not None:
+                held = self._leases.get(key, {}).pop(lease, None)
+                if held is not None:  # a reclaimed lease was returned already
+                    _subtract(state, held[0])
+            elif reserved is not ZERO:
+                _subtract(state, reserved)
 
     def snapshot(self, key: str) -> tuple[Amounts, Amounts]:
         with self._lock:
-            state = list(self._state.get(key) or (0.0,) * 8)
+            state = list(self._get(key))
         return Amounts(*state[:4]), Amounts(*state[4:])
 
-    def reset(self, key: str) -> None:
-        with self._lock:
-            self._state.pop(key, None)
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS budget_state (
-    key TEXT PRIMARY KEY,
-    spent_usd REAL NOT NULL DEFAULT 0, spent_tokens REAL NOT NULL DEFAULT 0,
-    spent_seconds REAL NOT NULL DEFAULT 0, spent_kwh REAL NOT NULL DEFAULT 0,
-    reserved_usd REAL NOT NULL DEFAULT 0, reserved_tokens REAL NOT NULL DEFAULT 0,
-    reserved_seconds REAL NOT NULL DEFAULT 0, reserved_kwh REAL NOT NULL DEFAULT 0
-)
-"""
-
-
-class SQLiteBudgetStore:
-    """Budget state in a SQLite file, safe across threads and processes (``BEGIN IMMEDIATE``).
-
-    Reservations of a process that dies stay reserved (the budget errs on the safe side); clear them
-    with :meth:`clear_reserved`.
-    """
-
-    def __init__(self, path: str | Path, *, timeout: float = 30.0):
-        self.path = str(path)
-        self._lock = threading.Lock()
-        self._conn = connect_shared(self.path, schema=_SCHEMA, what="budget store", synchronous="FULL", timeout=timeout)
-
-    def _row(self, key: str) -> tuple[Amounts, Amounts]:
-        row = self._conn.execute(
-            "SELECT spent_usd, spent_tokens, spent_seconds, spent_kwh, reserved_usd, reserved_tokens, "
-            "reserved_seconds, reserved_kwh FROM budget_state WHERE key = ?", (key,)
-        ).fetchone()
-        if row is None:
-            return ZERO, ZERO
-        return Amounts(*row[:4]), Amounts(*row[4:])
-
-    def _write(self, key: str, spent: Amounts, reserved: Amounts) -> None:
-        self._conn.execute(
-            "INSERT OR REPLACE INTO budget_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (key, *spent.as_tuple(), *reserved.as_tuple()),
-        )
-
-    def _transaction(self, fn):  # type: ignore[no-untyped-def]
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn()
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-            return result
-
-    def try_reserve(self, key: str, wanted: Amounts, limits: Amounts) -> bool:
-        def run() -> bool:
-            spent, reserved = self._row(key)
-            if first_violation(spent, reserved, wanted, limits) is not None:
-                return False
-            self._write(key, spent, reserved + wanted)
-            return True
-
-        return self._transaction(run)
-
-    def settle(self, key: str, reserved: Amounts, actual: Amounts) -> None:
-        def run() -> None:
-            spent, held = self._row(key)
-            self._write(key, spent + actual, _clamp(held - reserved))
-
-        self._transaction(run)
-
-    def snapshot(self, key: str) -> tuple[Amounts, Amounts]:
-        with self._lock:
-            return self._row(key)
-
-    def reset(self, key: str) -> None:
-        self._transaction(lambda: self._conn.execute("DELETE FROM budget_state WHERE key = ?", (key,)))
-
     def clear_reserved(self, key: str) -> None:
-        """Drop reservations left by processes that died before committing or releasing."""
-        def run() -> None:
-            spent, _ = self._row(key)
-            self._write(key, spent, ZERO)
+        """Drop expired leases and reservations held without a lease; live leases stay."""
+        self._drop(key, spent=False)
 
-        self._transaction(run)
+    def reset(self, key: str) -> None:
+        """Forget what was spent and every reservation except live leases (their holders are still running)."""
+        self._drop(key, spent=True)
 
-    def close(self) -> None:
+    def _drop(self, key: str, *, spent: bool) -> None:
         with self._lock:
-            self._conn.close()
+            state = self._get(key)
+            live = ZERO
+            for amounts, _ in self._leases.get(key, {}).values():
+                live = live + amounts
+            state[4:] = list(live.as_tuple())
+            if spent:
+                state[:4] = [0.0] * 4
 
 
-def _clamp(amounts: Amounts) -> Amounts:
-    # Float subtraction can leave -1e-18 behind; reserved amounts are never negative.
+def _subtract(state: list[float], amounts: Amounts) -> None:
+    # max(0, ...): float subtraction can leave -1e-18 behind; reservations are never negative.
+    for i, value in enumerate(amounts.as_tuple(), start=4):
+        state[i] = max(0.0, state[i] - value)
+
+
+def clamp(amounts: Amounts) -> Amounts:
+    """``amounts`` with negatives (float residue of a subtraction) set to 0."""
     return Amounts(*(max(0.0, v) for v in amounts.as_tuple()))
 
 
-__all__ = ["Amounts", "ZERO", "BudgetStore", "MemoryBudgetStore", "SQLiteBudgetStore", "first_violation"]
+def __getattr__(name: str) -> object:
+    # SQLiteBudgetStore always lived here; it is defined in its own module (imported lazily: no import cycle).
+    if name == "SQLiteBudgetStore":
+        from rag_routing.ledger.sqlite_budget_store import SQLiteBudgetStore
+
+        return SQLiteBudgetStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Amounts", "ZERO", "BudgetStore", "MemoryBudgetStore", "SQLiteBudgetStore", "first_violation",
+           "check_lease_seconds", "DEFAULT_LEASE_SECONDS", "clamp"]

@@ -105,6 +105,9 @@ class CostLedger:
         self._evicted_groups: dict[str, dict[str, dict[str, Any]]] = {by: {} for by in _FOLDED_GROUPS}
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
+        # Entry ids are <ledger id>:<run>:<n>: the random run token makes them unique across restarts with a
+        # fixed ledger_id and across processes restoring one export, so no store mistakes a new entry for a retry.
+        self._run = uuid.uuid4().hex[:16]
 
     @classmethod
     def from_store(cls, store: LedgerStore, **kwargs: Any) -> CostLedger:
@@ -138,7 +141,7 @@ class CostLedger:
             energy_kwh, emissions_gco2e, decision_id, time.time() if timestamp is None else timestamp,
             principal if principal is not None else self.principal,
             {} if metadata is None else dict(metadata), estimated, priced,
-            f"{self.ledger_id}:{next(self._seq)}",
+            f"{self.ledger_id}:{self._run}:{next(self._seq)}",
         )
         return self.add_entry(entry, reservation=reservation)
 

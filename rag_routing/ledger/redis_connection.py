@@ -7,7 +7,8 @@ doubling up to ``1 s``) for at most ``retry_seconds``; after that
 idempotent (an operation id checked inside the same Lua script that applies the write), so a retry after a
 reply was lost in a crash never applies a write twice.
 
-The ``redis`` client library is imported on first use (``pip install 'rag-routing[redis]'``).
+The ``redis`` client library is imported on first use (``pip install 'rag-routing[redis]'``). ``url`` (used in
+every message, log line and ``repr``) is the URL without its user, password or secret query parameters.
 
 Example:
     >>> conn = RedisConnection("redis://127.0.0.1:1/0", retry_seconds=0.2)   # nothing listens on port 1
@@ -20,9 +21,11 @@ Example:
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from rag_routing.errors import CorruptStateError, InvalidInputError, RagRoutingError, require
 
@@ -35,6 +38,29 @@ class StoreUnavailableError(RagRoutingError, ConnectionError):
 
 def _redis() -> Any:
     return require("redis", "redis")
+
+
+_SECRET_QUERY = re.compile(r"(?i)\b(password|passwd|pwd|pass|user|username|token|secret|auth)=[^&#]*")
+
+
+def display_url(url: str) -> str:
+    """``url`` fit for messages and logs: no user, password or secret query parameter.
+
+    >>> display_url("redis://app:hunter2@cache:6379/0?password=x&db=1")
+    'redis://***@cache:6379/0?password=***&db=1'
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable Redis URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = _SECRET_QUERY.sub(lambda m: f"{m.group(1)}=***", parts.query)
+    shown = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    if not netloc and url.startswith(f"{parts.scheme}://"):  # unix:///path keeps its three slashes
+        shown = f"{parts.scheme}://{shown[len(parts.scheme) + 1:]}"
+    return shown
 
 
 class RedisConnection:
@@ -57,7 +83,7 @@ class RedisConnection:
             from redis.backoff import NoBackoff
             from redis.retry import Retry
 
-            self.url = url_or_client
+            self.url = display_url(url_or_client)
             try:
                 # The client's own retries are off: this class owns the policy (bounded, typed error).
                 self.client = redis.Redis.from_url(
@@ -65,7 +91,7 @@ class RedisConnection:
                     retry=Retry(NoBackoff(), 0), retry_on_timeout=False, decode_responses=False,
                     health_check_interval=30)
             except ValueError as exc:
-                raise InvalidInputError(f"not a Redis URL: {url_or_client!r} ({exc})") from exc
+                raise InvalidInputError(f"not a Redis URL: {self.url!r} ({type(exc).__name__})") from exc
         elif hasattr(url_or_client, "evalsha") and hasattr(url_or_client, "register_script"):
             self.client = url_or_client
             kwargs = getattr(getattr(url_or_client, "connection_pool", None), "connection_kwargs", {})
@@ -134,4 +160,4 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-__all__ = ["RedisConnection", "StoreUnavailableError"]
+__all__ = ["RedisConnection", "StoreUnavailableError", "display_url"]

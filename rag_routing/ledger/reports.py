@@ -129,13 +129,28 @@ def to_json(entries: Sequence[LedgerEntry], *, ledger_id: str | None = None, pat
 
 def from_json(source: str | Path) -> tuple[str | None, list[LedgerEntry]]:
     """(ledger id, entries) from :func:`to_json` output: a JSON string or a path to a file holding one."""
+    if not isinstance(source, (str, Path)):
+        raise InvalidInputError(f"from_json takes a JSON string or a file path, got {type(source).__name__}")
     text = source if isinstance(source, str) and source.lstrip().startswith("{") else None
     if text is None:
-        text = Path(source).read_text(encoding="utf-8")
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise CorruptStateError(f"ledger export {str(source)!r} is not UTF-8 text: {exc}") from exc
+        except OSError as exc:  # missing, a folder, unreadable, a name too long
+            raise InvalidInputError(f"cannot read a ledger JSON export from {str(source)[:200]!r}: "
+                                    f"{exc.strerror or exc}; pass the path of a to_json() file or its text") from exc
     try:
         doc = json.loads(text)
-        return doc.get("ledger_id"), [LedgerEntry.from_dict(d) for d in doc["entries"]]
-    except (json.JSONDecodeError, KeyError, TypeError, InvalidInputError) as exc:
+        if not isinstance(doc, dict) or not isinstance(doc.get("entries"), list):
+            raise TypeError("expected an object with an 'entries' list")
+        ledger_id = doc.get("ledger_id")
+        if ledger_id is not None and not isinstance(ledger_id, str):
+            raise TypeError(f"ledger_id must be a string, got {type(ledger_id).__name__}")
+        return ledger_id, [LedgerEntry.from_dict(d) for d in doc["entries"]]
+    except RecursionError as exc:  # JSON nested deeper than the parser's stack
+        raise CorruptStateError("not a ledger JSON export: nested too deeply to read") from exc
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, InvalidInputError) as exc:
         raise CorruptStateError(f"not a ledger JSON export: {exc}") from exc
 
 

@@ -7,8 +7,11 @@ is several times faster and still safe against a *process* crash, but the last c
 *machine* loses power. One connection is shared behind a lock (``check_same_thread=False``); several
 processes may append to one file (SQLite's locking, ``timeout`` seconds of waiting).
 
-An unreadable or foreign file raises :class:`~rag_routing.errors.CorruptStateError`. Budget state stores are
-in :mod:`rag_routing.ledger.budget_stores`.
+An unreadable or foreign file raises :class:`~rag_routing.errors.CorruptStateError`; a file locked by another
+writer for the whole ``timeout`` raises the retryable :class:`~rag_routing.errors.StoreBusyError` (nothing was
+written). Every store writes an ``entry_id`` once: the same entry appended again (a retry) is a no-op, another
+entry under a stored id raises :class:`~rag_routing.errors.DuplicateEntryError` (never a silent drop). Budget
+state stores are in :mod:`rag_routing.ledger.budget_stores`.
 
 Example:
     >>> import os, tempfile
@@ -28,8 +31,9 @@ import threading
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from rag_routing.errors import CorruptStateError, InvalidInputError
+from rag_routing.errors import CorruptStateError, DuplicateEntryError, InvalidInputError
 from rag_routing.ledger.entry import ENTRY_FIELDS, LedgerEntry
+from rag_routing.sqlite_connection import busy_error, is_busy
 
 SCHEMA_VERSION = 1
 _COLUMNS = ENTRY_FIELDS  # one column per entry field, same names
@@ -59,7 +63,7 @@ CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NUL
 INSERT OR IGNORE INTO ledger_meta VALUES ('schema_version', '1');
 """
 _INSERT = (
-    f"INSERT OR IGNORE INTO ledger_entries (namespace, {', '.join(_COLUMNS)}) "
+    f"INSERT INTO ledger_entries (namespace, {', '.join(_COLUMNS)}) "
     f"VALUES (?, {', '.join('?' for _ in _COLUMNS)})"
 )
 
@@ -73,15 +77,29 @@ class LedgerStore(Protocol):
     def load_entries(self) -> list[LedgerEntry]: ...
 
 
+def duplicate_error(entry_id: str, where: str) -> DuplicateEntryError:
+    return DuplicateEntryError(
+        f"ledger entry id {entry_id!r} is already stored in {where} with other content; the entry was not "
+        f"written. Give each entry a unique entry_id (CostLedger does), or load the existing entries first")
+
+
 class MemoryStore:
     """Entries in a list, behind a lock (useful to share entries between ledgers in tests)."""
 
     def __init__(self) -> None:
         self._entries: list[LedgerEntry] = []
+        self._by_id: dict[str, LedgerEntry] = {}
         self._lock = threading.Lock()
 
     def append(self, entry: LedgerEntry) -> None:
+        """Keep ``entry``; the same entry again is a no-op, another one under its id a DuplicateEntryError."""
         with self._lock:
+            stored = self._by_id.get(entry.entry_id)
+            if stored is not None:
+                if stored == entry:
+                    return
+                raise duplicate_error(entry.entry_id, "a MemoryStore")
+            self._by_id[entry.entry_id] = entry
             self._entries.append(entry)
 
     def load_entries(self) -> list[LedgerEntry]:
@@ -122,6 +140,8 @@ class SQLiteStore:
             self._open(synchronous.upper(), check)
         except sqlite3.DatabaseError as exc:
             self._conn.close()
+            if is_busy(exc):  # locked by another writer: retryable, and not a damaged file
+                raise busy_error(self.path, "ledger store", exc) from exc
             raise CorruptStateError(
                 f"ledger store {self.path!r} is not a readable ledger database ({exc}); "
                 f"restore it from a backup or move it aside to start a new one"
@@ -149,7 +169,12 @@ class SQLiteStore:
             raise sqlite3.DatabaseError(f"unsupported ledger schema version {version}")
 
     def append(self, entry: LedgerEntry) -> None:
-        """Write one entry in its own transaction (an entry with an already stored ``entry_id`` is skipped)."""
+        """Write one entry in its own transaction.
+
+        The same entry written again (a retry) is a no-op; another entry under a stored ``entry_id`` raises
+        :class:`~rag_routing.errors.DuplicateEntryError`; a lock held past ``timeout`` raises
+        :class:`~rag_routing.errors.StoreBusyError` (nothing written: retry).
+        """
         row = []
         for name in _COLUMNS:
             value = getattr(entry, name)
@@ -161,10 +186,22 @@ class SQLiteStore:
         with self._lock:
             try:
                 self._conn.execute(_INSERT, (self.namespace, *row))  # autocommit: one transaction
+            except sqlite3.IntegrityError as exc:
+                if "UNIQUE" not in str(exc):
+                    raise CorruptStateError(f"cannot write to ledger store {self.path!r}: {exc}") from exc
+                stored = self._stored_row(entry.entry_id)
+                if stored != tuple(row):
+                    raise duplicate_error(entry.entry_id, f"ledger store {self.path!r}") from exc
             except sqlite3.DatabaseError as exc:
-                if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                    raise
+                if is_busy(exc):
+                    raise busy_error(self.path, "ledger store", exc) from exc
                 raise CorruptStateError(f"cannot write to ledger store {self.path!r}: {exc}") from exc
+
+    def _stored_row(self, entry_id: str) -> tuple | None:
+        row = self._conn.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM ledger_entries WHERE namespace = ? AND entry_id = ?",
+            (self.namespace, entry_id)).fetchone()
+        return None if row is None else tuple(row)
 
     def load_entries(self) -> list[LedgerEntry]:
         """Every entry of this namespace, in the order they were committed."""
@@ -175,6 +212,8 @@ class SQLiteStore:
                     (self.namespace,),
                 ).fetchall()
             except sqlite3.DatabaseError as exc:
+                if is_busy(exc):
+                    raise busy_error(self.path, "ledger store", exc) from exc
                 raise CorruptStateError(f"cannot read ledger store {self.path!r}: {exc}") from exc
         entries = []
         for row in rows:
