@@ -16,8 +16,10 @@ Example:
 
 from __future__ import annotations
 
+import contextvars
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,8 +86,9 @@ def _budget_column(budget: ArrayLike, n_rows: int) -> np.ndarray:
 def utilities(quality: ArrayLike, cost: ArrayLike, lam: float = 0.0, budget: ArrayLike | None = None) -> np.ndarray:
     """``S - λ·C`` with ``-inf`` where a candidate's cost exceeds the budget."""
     S, C = _validate(quality, cost)
-    if lam < 0 or not np.isfinite(lam):
-        raise InvalidInputError(f"lam must be a finite number >= 0, got {lam}")
+    numeric = isinstance(lam, (int, float, np.integer, np.floating)) and not isinstance(lam, bool)
+    if not numeric or lam < 0 or not np.isfinite(lam):
+        raise InvalidInputError(f"lam must be a finite number >= 0, got {lam!r}")
     U = S - lam * C
     if budget is not None:
         B = _budget_column(budget, S.shape[0])
@@ -185,6 +188,45 @@ class RoutingDecision:
         }
 
 
+_REQUEST: contextvars.ContextVar[tuple[float | None, float | None]] = contextvars.ContextVar(
+    "rag_routing_request_routing", default=(None, None))
+
+
+@contextmanager
+def request_routing(lam: float | None = None, budget: float | None = None) -> Iterator[None]:
+    """Per-request λ and $ budget for every router deciding inside the block (threads/tasks that copy the
+    context included); how ``RunnableConfig(configurable={"lam": ..., "budget": ...})`` reaches the routers.
+
+    Example:
+        >>> with request_routing(lam=10.0):
+        ...     decide([[0.7, 0.9]], [[0.001, 0.03]], ["small", "large"], lam=0.0)[0].candidate
+        'small'
+    """
+    for name, value in (("lam", lam), ("budget", budget)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0 <= value < float("inf")):
+            raise InvalidInputError(f"per-request {name} must be a finite number >= 0 or None, got {value!r}")
+    token = _REQUEST.set((None if lam is None else float(lam), None if budget is None else float(budget)))
+    try:
+        yield
+    finally:
+        _REQUEST.reset(token)
+
+
+def _request_lam_budget(lam: float, budget: ArrayLike | None) -> tuple[float, ArrayLike | None, str]:
+    """λ and B after per-request options and the ambient budget's remainder, with a note for the reason."""
+    from rag_routing.ledger.scope import budget_left_usd  # the ledger sits beside this module, not above it
+
+    request_lam, request_budget = _REQUEST.get()
+    lam = lam if request_lam is None else request_lam
+    budget = budget if request_budget is None else request_budget
+    left = budget_left_usd()
+    if left is None or (budget is not None and np.all(np.asarray(budget, dtype=float) <= left)):
+        return lam, budget, ""
+    capped = left if budget is None else np.minimum(np.asarray(budget, dtype=float), left)
+    return lam, capped, f"; B = ${left:.6g}, what the ambient budget has left"
+
+
 def decide(
     quality: ArrayLike,
     cost: ArrayLike,
@@ -195,7 +237,12 @@ def decide(
     router: str = "",
     router_cost_usd: float | Sequence[float] = 0.0,
 ) -> list[RoutingDecision]:
-    """Like :func:`select` but returns an explained :class:`RoutingDecision` per row."""
+    """Like :func:`select` but returns an explained :class:`RoutingDecision` per row.
+
+    Per-request λ and budget (:func:`request_routing`) replace ``lam`` / ``budget``; inside a
+    ``ledger_scope`` whose ledger has a $ budget, B is capped at what that budget has left (the reason says so).
+    """
+    lam, budget, note = _request_lam_budget(lam, budget)
     S, C = _validate(quality, cost)
     C = np.array(C)
     names = list(candidates)
@@ -216,6 +263,7 @@ def decide(
                 f"{names[j]!r} maximises quality - λ·cost = {S[row, j]:.4g} - {lam:.4g}·{C[row, j]:.4g}"
                 f" among {int(feasible.sum())} feasible of {len(names)}"
             )
+        reason += note
         decisions.append(
             RoutingDecision(
                 candidate=names[j],
@@ -316,6 +364,7 @@ def calibrate_threshold(scores: ArrayLike, target_share: float) -> float:
 
 
 __all__ = [
+    "request_routing",
     "RoutingDecision",
     "select",
     "decide",

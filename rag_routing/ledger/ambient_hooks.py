@@ -94,4 +94,9 @@ def _load(installer: Installer) -> Callable[[], None]:
     return getattr(importlib.import_module(module_name), attr)
 
 
+# The integrations shipped with rag_routing (imported only when their framework already is).
+register_ambient_hook("langchain_core", "rag_routing.integrations.langchain.ambient:install")
+register_ambient_hook("llama_index.core", "rag_routing.integrations.llamaindex.budget_gate:install")
+
+
 __all__ = ["register_ambient_hook", "activate", "is_installed", "registered"]

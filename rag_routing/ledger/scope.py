@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import contextvars
+import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -66,6 +67,18 @@ def current_ledger(required: bool = False) -> CostLedger | None:
             "LedgerThreadPoolExecutor, bind_context or run_in_ledger_context to inherit it)"
         )
     return ledger
+
+
+def budget_left_usd() -> float | None:
+    """US $ the ambient ledger's budget has left (limit - spent - reserved); ``None`` without a $ limit.
+
+    Routers use it as the budget B of the shared rule, so they pick what can still be paid for.
+    """
+    ledger = _CURRENT.get()
+    budget = None if ledger is None else ledger.budget
+    if budget is None or math.isinf(budget.limits.usd):
+        return None
+    return budget.remaining().usd
 
 
 def bind_context(fn: Callable[..., T]) -> Callable[..., T]:
@@ -114,4 +127,4 @@ class LedgerThreadPoolExecutor(ThreadPoolExecutor):
         return super().submit(context.run, fn, *args, **kwargs)
 
 
-__all__ = ["ledger_scope", "current_ledger", "bind_context", "run_in_ledger_context", "LedgerThreadPoolExecutor"]
+__all__ = ["ledger_scope", "current_ledger", "budget_left_usd", "bind_context", "run_in_ledger_context", "LedgerThreadPoolExecutor"]

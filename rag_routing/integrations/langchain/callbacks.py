@@ -1,4 +1,19 @@
-"""`LedgerCallbackHandler`: every LangChain chat model / LLM call priced into the rag_routing cost ledger.
+"""`LedgerCallbackHandler`: every LangChain chat model / LLM call budgeted and priced into the cost ledger.
+
+**No handler to attach.** Inside ``ledger_scope(ledger)`` every LangChain chat model / LLM run already has one
+(installed through LangChain's ``register_configure_hook``, see
+:mod:`~rag_routing.integrations.langchain.ambient`). Attach one by hand only to send calls to another ledger
+or to pass ``pricing=`` / ``default_model=`` / ``allow_unpriced=``: a hand-attached handler replaces the
+ambient one for the runs it sees (one entry per run and ledger, never two).
+
+**Before the call** (``on_chat_model_start`` / ``on_llm_start``) the handler estimates the call (input tokens
+counted from the actual messages, output tokens from ``max_tokens`` or
+:data:`~rag_routing.integrations.langchain.call_estimate.DEFAULT_MAX_OUTPUT_TOKENS`, see
+:mod:`~rag_routing.integrations.langchain.call_estimate`), prices it (an unknown price raises
+:class:`~rag_routing.errors.UnknownPriceError` here unless the ledger or handler allows $0) and reserves it on
+the ledger's budget: :class:`~rag_routing.errors.BudgetExceededError` is raised before the provider is called,
+on invoke, batch, stream and their async forms alike. The end of the run commits the real usage; an error or
+cancellation releases the reservation.
 
 Attach it to any chat model (``model.with_config(callbacks=[handler])``) or to a whole chain
 (``chain.invoke(x, config={"callbacks": [handler]})``); on each ``on_llm_end`` it reads the tokens the provider
@@ -45,19 +60,33 @@ from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.messages import BaseMessage, get_buffer_string
+from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
 from rag_routing.candidates import Pricing
 from rag_routing.errors import InvalidInputError, UnknownPriceError
+from rag_routing.integrations.langchain.call_estimate import (
+    DEFAULT_MAX_OUTPUT_TOKENS,
+    first_model,
+    model_name,
+    output_tokens,
+    prompt_text,
+)
+from rag_routing.ledger.budget import Reservation
 from rag_routing.ledger.ledger import CostLedger
 from rag_routing.ledger.scope import current_ledger
 from rag_routing.ledger.stage_names import GENERATION
-from rag_routing.ledger.tokens import parse_usage
+from rag_routing.ledger.tokens import count_tokens, parse_usage
 
 #: Default ledger stage of an LLM call seen by the handler.
 GENERATION_STAGE = GENERATION
-_MODEL_KEYS = ("model_name", "model", "model_id", "deployment_name")
+#: Invocation-param flag of models that record their own calls (``LocalChatModel``): no reservation, no entry.
+SELF_RECORDING_FLAG = "ledger_records_itself"
+
+# Which handler meters a run for a ledger: (run id, root ledger id) -> handler. A hand-attached handler takes a
+# run over from the ambient one (the ambient handler was added higher up the chain, so it sees the start first).
+_CLAIMS: dict[tuple[UUID, str], LedgerCallbackHandler] = {}
+_CLAIMS_LOCK = threading.Lock()
 
 
 def _either(ledger: CostLedger | None, fallback: CostLedger | None) -> CostLedger | None:
@@ -65,33 +94,37 @@ def _either(ledger: CostLedger | None, fallback: CostLedger | None) -> CostLedge
     return ledger if ledger is not None else fallback
 
 
+def _root_id(ledger: CostLedger) -> str:
+    """The id of the ledger that finally keeps the entries (decision and stage views forward to it)."""
+    seen = ledger
+    for _ in range(32):
+        parent = getattr(seen, "parent", None)
+        if not isinstance(parent, CostLedger):
+            parent = getattr(seen, "root", None)
+        if not isinstance(parent, CostLedger):
+            break
+        seen = parent
+    return seen.ledger_id
+
+
 @dataclass
 class _Call:
     started: float
-    ledger: CostLedger | None
+    ledger: CostLedger
     model: str | None
     prompt: str
+    key: tuple[UUID, str]
     tags: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    reservation: Reservation | None = None
 
 
 def _usage(generation: ChatGeneration) -> Any:
     return getattr(generation.message, "usage_metadata", None)
 
 
-def _first_model(*sources: Mapping[str, Any] | None) -> str | None:
-    for source in sources:
-        if not source:
-            continue
-        for key in _MODEL_KEYS:
-            value = source.get(key)
-            if isinstance(value, str) and value.strip():
-                return value
-    return None
-
-
 class LedgerCallbackHandler(BaseCallbackHandler):
-    """Record every LLM call of a LangChain run in a :class:`~rag_routing.ledger.CostLedger` (module docstring).
+    """Budget and record every LLM call of a LangChain run in a :class:`~rag_routing.ledger.CostLedger`.
 
     Args:
         ledger: record here (default: the ambient ledger when the call starts; nothing is recorded without one).
@@ -100,23 +133,28 @@ class LedgerCallbackHandler(BaseCallbackHandler):
             raising :class:`~rag_routing.errors.UnknownPriceError`.
         stage: ledger stage when the run's metadata does not name one.
         component: ledger component (default: the model name).
-        default_model: model name used when neither the response nor the run names one.
+        default_model: model name used when neither the run nor the response names one.
         model: bill every call as this model, whatever the response reports (e.g. a fine-tune priced as its
             base model).
         skip_recorded: skip calls whose message carries ``response_metadata["ledger_entry_id"]``.
+        default_max_tokens: output tokens reserved for a call that states no ``max_tokens``.
     """
 
     run_inline = True  # keep the caller's context (its ambient ledger) and ordering, also under ainvoke
-    raise_error = True  # an unknown price must reach the caller, not a log line
+    raise_error = True  # a refusal or an unknown price must reach the caller (and stop the call), not a log line
+    ambient = False  # True only for the handler the ledger scope installs (a hand-attached one takes over)
 
     def __init__(self, ledger: CostLedger | None = None, *, pricing: Mapping[str, Pricing] | None = None,
                  allow_unpriced: bool = False, stage: str = GENERATION_STAGE, component: str | None = None,
-                 default_model: str | None = None, model: str | None = None, skip_recorded: bool = True):
+                 default_model: str | None = None, model: str | None = None, skip_recorded: bool = True,
+                 default_max_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS):
         super().__init__()
         if ledger is not None and not isinstance(ledger, CostLedger):
             raise InvalidInputError(f"ledger must be a CostLedger or None, got {type(ledger).__name__}")
         if not isinstance(stage, str) or not stage:
             raise InvalidInputError(f"stage must be a non-empty string, got {stage!r}")
+        if isinstance(default_max_tokens, bool) or not isinstance(default_max_tokens, int) or default_max_tokens < 0:
+            raise InvalidInputError(f"default_max_tokens must be an integer >= 0, got {default_max_tokens!r}")
         self.pricing = self._check_pricing(pricing)
         self.ledger = ledger
         self.allow_unpriced = allow_unpriced
@@ -125,8 +163,30 @@ class LedgerCallbackHandler(BaseCallbackHandler):
         self.default_model = default_model
         self.model = model
         self.skip_recorded = skip_recorded
+        self.default_max_tokens = default_max_tokens
         self._calls: dict[UUID, _Call] = {}
         self._lock = threading.Lock()
+
+    # Only model runs matter: LangChain skips this handler for every other event (cheaper chains).
+    @property
+    def ignore_chain(self) -> bool:
+        return True
+
+    @property
+    def ignore_retriever(self) -> bool:
+        return True
+
+    @property
+    def ignore_agent(self) -> bool:
+        return True
+
+    @property
+    def ignore_retry(self) -> bool:
+        return True
+
+    @property
+    def ignore_custom_event(self) -> bool:
+        return True
 
     @staticmethod
     def _check_pricing(pricing: Mapping[str, Pricing] | None) -> dict[str, Pricing]:
@@ -137,60 +197,122 @@ class LedgerCallbackHandler(BaseCallbackHandler):
             out[model.strip().lower()] = price
         return out
 
-    # -- run start ----------------------------------------------------------------------------------------
+    # -- run start: price, reserve (or refuse) ------------------------------------------------------------
     def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *, run_id: UUID,
                             parent_run_id: UUID | None = None, tags: list[str] | None = None,
                             metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        prompt = "\n".join(get_buffer_string(m) for m in messages)
-        self._start(run_id, serialized, prompt, tags, metadata, kwargs)
+        self._start(run_id, serialized, messages, None, tags, metadata, kwargs)
 
     def on_llm_start(self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID,
                      parent_run_id: UUID | None = None, tags: list[str] | None = None,
                      metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        self._start(run_id, serialized, "\n".join(prompts), tags, metadata, kwargs)
+        self._start(run_id, serialized, None, prompts, tags, metadata, kwargs)
 
-    def _start(self, run_id: UUID, serialized: dict[str, Any] | None, prompt: str, tags: list[str] | None,
-               metadata: dict[str, Any] | None, kwargs: dict[str, Any]) -> None:
-        metadata = dict(metadata or {})
-        model = _first_model(kwargs.get("invocation_params"), (serialized or {}).get("kwargs"))
-        model = model or metadata.get("ls_model_name") or None
+    def _start(self, run_id: UUID, serialized: dict[str, Any] | None, messages: Any, prompts: Any,
+               tags: list[str] | None, metadata: dict[str, Any] | None, kwargs: dict[str, Any]) -> None:
+        params = kwargs.get("invocation_params") or {}
+        if params.get(SELF_RECORDING_FLAG):
+            return
         ledger = _either(self.ledger, current_ledger())
-        call = _Call(time.perf_counter(), ledger, model, prompt, list(tags or []), metadata)
+        if ledger is None:
+            return
+        key = (run_id, _root_id(ledger))
+        with _CLAIMS_LOCK:
+            holder = _CLAIMS.get(key)
+            if holder is not None and holder is not self and (self.ambient or not holder.ambient):
+                return  # another handler meters this run for this ledger
+            _CLAIMS[key] = self
+        if holder is not None and holder is not self:
+            holder._forget(run_id)
+        metadata = dict(metadata or {})
+        model = self.model or model_name(params, serialized, metadata) or self.default_model
+        call = _Call(time.perf_counter(), ledger, model, prompt_text(messages, prompts), key, list(tags or []),
+                     metadata)
+        try:
+            call.reservation = self._reserve(call, params)
+        except BaseException:
+            self._unclaim(key)
+            raise
         with self._lock:
             self._calls[run_id] = call
+        call.started = time.perf_counter()
 
-    # -- run end ------------------------------------------------------------------------------------------
-    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+    def _reserve(self, call: _Call, params: Mapping[str, Any]) -> Reservation | None:
+        """Price the call now (unknown price: raise before it runs) and reserve it on the ledger's budget."""
+        ledger = call.ledger
+        unpriced_ok = self.allow_unpriced or ledger.allow_unpriced
+        if call.model is None and not unpriced_ok:
+            if ledger.budget is None:
+                return None  # nothing to reserve: the response's model name is priced at the end
+            raise UnknownPriceError(
+                "cannot tell which model this LangChain run calls before it runs (no model name in its invocation "
+                "params or ls_model_name), so its cost cannot be checked against the budget; pass "
+                "LedgerCallbackHandler(default_model=..., pricing=...) or allow_unpriced=True")
+        pricing = self.pricing.get(call.model.strip().lower()) if call.model else None
+        if ledger.budget is None:  # still priced now, so that an unknown price fails before the call
+            ledger.estimate_call(call.model, 0, 0, pricing=pricing, allow_unpriced=True if unpriced_ok else None)
+            return None
+        tokens_in = count_tokens(call.prompt, call.model)
+        tokens_out = output_tokens(params, self.default_max_tokens)
+        estimate = ledger.estimate_call(call.model, tokens_in, tokens_out, pricing=pricing,
+                                        allow_unpriced=True if unpriced_ok else None)
+        return ledger.reserve(*estimate.amounts().as_tuple(), label=f"{self._stage_of(call)}/{call.model}")
+
+    # -- run end: commit or release -------------------------------------------------------------------------
+    def _pop(self, run_id: UUID) -> _Call | None:
         with self._lock:
-            self._calls.pop(run_id, None)
+            call = self._calls.pop(run_id, None)
+        if call is not None:
+            self._unclaim(call.key)
+        return call
+
+    def _unclaim(self, key: tuple[UUID, str]) -> None:
+        with _CLAIMS_LOCK:
+            if _CLAIMS.get(key) is self:
+                del _CLAIMS[key]
+
+    def _forget(self, run_id: UUID) -> None:
+        """Give a run up to another handler: release what was reserved for it."""
+        with self._lock:
+            call = self._calls.pop(run_id, None)
+        if call is not None and call.reservation is not None:
+            call.reservation.release()
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        call = self._pop(run_id)
+        if call is not None and call.reservation is not None:
+            call.reservation.release()
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, parent_run_id: UUID | None = None,
                    tags: list[str] | None = None, **kwargs: Any) -> None:
-        with self._lock:
-            call = self._calls.pop(run_id, None)
-        seconds = 0.0 if call is None else time.perf_counter() - call.started
-        if call is None:  # the start was not seen (handler attached late): still record what we can
-            call = _Call(time.perf_counter(), _either(self.ledger, current_ledger()), None, "", list(tags or []), {})
-        ledger = _either(call.ledger, current_ledger())
-        if ledger is None:
+        call = self._pop(run_id)
+        if call is None:  # not ours: no ledger when it started, another handler meters it, or self-recorded
             return
+        try:
+            self._finish(call, response)
+        finally:
+            if call.reservation is not None:
+                call.reservation.release()  # a no-op once the entry committed it
+
+    def _finish(self, call: _Call, response: LLMResult) -> None:
+        seconds = time.perf_counter() - call.started
         llm_output = response.llm_output or {}
         generations = [g for row in response.generations for g in row]
-        reported = [g for g in generations if isinstance(g, ChatGeneration) and _usage(g)]
         if self.skip_recorded and any(self._already_recorded(g) for g in generations):
             return
+        reported = [g for g in generations if isinstance(g, ChatGeneration) and _usage(g)]
         if reported:
             for generation in reported:
                 meta = generation.message.response_metadata or {}
-                model = _first_model(meta, llm_output) or call.model
-                self._record(ledger, call, model, seconds, usage=_usage(generation))
+                model = first_model(meta, llm_output) or call.model
+                self._record(call, model, seconds, usage=_usage(generation))
                 seconds = 0.0  # one call's latency, not one per generation
         else:
             usage = llm_output.get("token_usage") or llm_output.get("usage")
             meta = next((g.message.response_metadata for g in generations if isinstance(g, ChatGeneration)), {})
-            model = _first_model(meta, llm_output) or call.model
+            model = first_model(meta, llm_output) or call.model
             answer = "".join(g.text for g in generations)
-            self._record(ledger, call, model, seconds, usage=usage, output_text=answer)
+            self._record(call, model, seconds, usage=usage, output_text=answer)
 
     @staticmethod
     def _already_recorded(generation: Any) -> bool:
@@ -199,11 +321,16 @@ class LedgerCallbackHandler(BaseCallbackHandler):
         info = generation.generation_info or {}
         return bool(meta.get("ledger_entry_id") or info.get("ledger_entry_id"))
 
-    def _record(self, ledger: CostLedger, call: _Call, model: str | None, seconds: float, *, usage: Any,
+    def _record(self, call: _Call, model: str | None, seconds: float, *, usage: Any,
                 output_text: str | None = None) -> None:
         model = self.model or model or self.default_model
+        unpriced_ok = self.allow_unpriced or call.ledger.allow_unpriced
         if model is None:
-            if not self.allow_unpriced:
+            # A nameless model (a test double, a custom Runnable) met by the ambient meter of a ledger without a
+            # budget is kept as an explicit unpriced entry (priced=False); with a budget it was refused at start.
+            lenient = self.ambient and call.ledger.budget is None
+            unpriced_ok = unpriced_ok or lenient
+            if not unpriced_ok:
                 raise UnknownPriceError(
                     "LedgerCallbackHandler could not tell which model ran (no model name in response_metadata, "
                     "llm_output or the invocation params); pass default_model=... (and pricing=...) or "
@@ -214,12 +341,14 @@ class LedgerCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] = {k: call.metadata[k] for k in ("rag_stage", "rag_choice", "rag_route")
                                     if k in call.metadata}
         metadata["source"] = "langchain"
-        ledger.record_call(
+        reservation = call.reservation if call.reservation is not None and call.reservation.state == "open" else None
+        call.ledger.record_call(
             stage=self._stage_of(call), model=model, component=self.component or model, seconds=seconds,
             usage=usage, input_text=call.prompt if tokens_in is None else None,
             output_text=(output_text or "") if tokens_out is None else None,
-            pricing=self.pricing.get(model.strip().lower()), allow_unpriced=True if self.allow_unpriced else None,
-            decision_id=call.metadata.get("rag_decision_id"), metadata=metadata, estimated=counted)
+            pricing=self.pricing.get(model.strip().lower()), allow_unpriced=True if unpriced_ok else None,
+            decision_id=call.metadata.get("rag_decision_id"), metadata=metadata, estimated=counted,
+            reservation=reservation)
 
     def _stage_of(self, call: _Call) -> str:
         stage = call.metadata.get("ledger_stage")
@@ -236,7 +365,7 @@ class LedgerCallbackHandler(BaseCallbackHandler):
         return len(self._calls)
 
     def __repr__(self) -> str:
-        return (f"LedgerCallbackHandler(ledger={'ambient' if self.ledger is None else self.ledger.ledger_id!r}, "
+        return (f"{type(self).__name__}(ledger={'ambient' if self.ledger is None else self.ledger.ledger_id!r}, "
                 f"stage={self.stage!r}, allow_unpriced={self.allow_unpriced})")
 
 
@@ -245,4 +374,4 @@ def ledger_callbacks(ledger: CostLedger | None = None, **kwargs: Any) -> Sequenc
     return [LedgerCallbackHandler(ledger, **kwargs)]
 
 
-__all__ = ["LedgerCallbackHandler", "ledger_callbacks", "GENERATION_STAGE"]
+__all__ = ["LedgerCallbackHandler", "ledger_callbacks", "GENERATION_STAGE", "SELF_RECORDING_FLAG"]

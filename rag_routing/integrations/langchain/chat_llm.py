@@ -56,7 +56,7 @@ def _model_name(model: Any) -> str:
 
 def _has_ledger_handler(callbacks: Any) -> bool:
     handlers = callbacks.handlers if isinstance(callbacks, BaseCallbackManager) else (callbacks or [])
-    return any(isinstance(h, LedgerCallbackHandler) for h in handlers)
+    return any(isinstance(h, LedgerCallbackHandler) and not h.ambient for h in handlers)
 
 
 class ChatModelLLM:

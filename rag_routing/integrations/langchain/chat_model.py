@@ -93,7 +93,8 @@ class LocalChatModel(BaseChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_name": self.model_name, "max_tokens": self.max_tokens, "temperature": self.temperature,
-                "seed": self.seed, "device": self.device}
+                "seed": self.seed, "device": self.device,
+                "ledger_records_itself": self.record_to_ledger}  # LedgerCallbackHandler: no second entry
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = LangSmithParams(ls_provider="local", ls_model_name=self.model_name or "", ls_model_type="chat",

@@ -15,6 +15,10 @@ A router candidate without a Runnable, or a Runnable that is not a candidate, is
 fitted later): never a silent misroute. Without ``runnables`` the node returns the
 :class:`~rag_routing.decision.RoutingDecision` itself.
 
+Per request, ``config={"configurable": {"lam": ..., "budget": ...}}`` sets λ and the $ budget B (see
+:mod:`~rag_routing.integrations.langchain.configurable`); inside a ``ledger_scope`` with a budget, B is at most
+what that budget has left, so the router picks the best candidate it can still pay for (the reason says so).
+
 Example:
     >>> import numpy as np
     >>> from langchain_core.language_models import FakeListChatModel
@@ -50,9 +54,10 @@ from langchain_core.runnables.config import (
     get_callback_manager_for_config,
     patch_config,
 )
-from langchain_core.runnables.utils import coro_with_context
+from langchain_core.runnables.utils import ConfigurableFieldSpec, coro_with_context
 
 from rag_routing.errors import InvalidInputError, NotFittedError, UnknownCandidateError
+from rag_routing.integrations.langchain.configurable import routing_config_specs, routing_from_config
 from rag_routing.ledger.ledger import CostLedger
 from rag_routing.ledger.scope import current_ledger, run_in_ledger_context
 from rag_routing.ledger.stage_names import ROUTING
@@ -107,7 +112,9 @@ class RouterRunnable(Runnable[Any, Any]):
     """A rag_routing Router choosing which Runnable handles each input (module docstring).
 
     Args:
-        router: any rag_routing Router (``route_one(query, lam, budget)``), fitted on candidate names.
+        router: any rag_routing Router (``route_one(query, lam, budget)``), fitted on candidate names; default
+            ``None``: an unfitted ``auto`` router (:class:`~rag_routing.routers.auto.AutoRouter`), fitted with
+            :meth:`fit`.
         runnables: ``{candidate: Runnable}`` (callables are wrapped as ``RunnableLambda``); ``None``: return the
             decision.
         input_key: the dict key holding the query (default: ``query``, ``question`` or ``input``).
@@ -116,9 +123,13 @@ class RouterRunnable(Runnable[Any, Any]):
         name: the run name (default ``"RouterRunnable[<router>]"``).
     """
 
-    def __init__(self, router: Any, runnables: Mapping[str, Any] | None = None, *, input_key: str | None = None,
-                 query: Callable[[Any], str] | None = None, lam: float | None = None,
+    def __init__(self, router: Any = None, runnables: Mapping[str, Any] | None = None, *,
+                 input_key: str | None = None, query: Callable[[Any], str] | None = None, lam: float | None = None,
                  budget: float | None = None, name: str | None = None):
+        if router is None:
+            from rag_routing.routers.auto import AutoRouter
+
+            router = AutoRouter()
         if not callable(getattr(router, "route_one", None)):
             raise InvalidInputError(f"router must be a rag_routing Router (with route_one), got "
                                     f"{type(router).__name__}")
@@ -131,6 +142,12 @@ class RouterRunnable(Runnable[Any, Any]):
         self.lam, self.budget = lam, budget
         self.name = name or f"RouterRunnable[{getattr(router, 'name', type(router).__name__)}]"
         self.check_candidates()
+
+    def fit(self, dataset: Any) -> RouterRunnable:
+        """Fit the router on ``dataset`` (a RoutingDataset over the runnables' names); returns ``self``."""
+        self.router.fit(dataset)
+        self.check_candidates()
+        return self
 
     # -- checks -------------------------------------------------------------------------------------------
     def check_candidates(self) -> None:
@@ -177,8 +194,21 @@ class RouterRunnable(Runnable[Any, Any]):
             raise InvalidInputError(f"the query to route must be a non-empty string, got {value!r}")
         return value
 
-    def route(self, input: Any) -> Any:
-        """Route ``input`` and record the decision in the ambient ledger; returns the RoutingDecision."""
+    @property
+    def config_specs(self) -> list[ConfigurableFieldSpec]:
+        """``lam`` and ``budget``: per-request λ and $ budget (``config={"configurable": {...}}``)."""
+        return routing_config_specs()
+
+    def route(self, input: Any, config: RunnableConfig | None = None) -> Any:
+        """Route ``input`` and record the decision in the ambient ledger; returns the RoutingDecision.
+
+        λ and the budget: ``config["configurable"]`` (per request), else the node's, else the router's; B is
+        capped at what the ambient ledger's budget has left.
+        """
+        with routing_from_config(config):
+            return self._route(input)
+
+    def _route(self, input: Any) -> Any:
         query = self.query_of(input)
         if not getattr(self.router, "is_fitted", True):
             raise NotFittedError(f"the router of {self.get_name()!r} is not fitted; fit it before routing")
@@ -225,7 +255,7 @@ class RouterRunnable(Runnable[Any, Any]):
         """Route, then invoke the chosen Runnable (tag ``route:<name>``) and return its output."""
         config, run_manager = self._start(input, config)
         try:
-            decision = self.route(input)
+            decision = self.route(input, config)
             run_manager.get_child().on_custom_event(DECISION_EVENT, self._event(decision), run_id=run_manager.run_id)
             if not self.runnables:
                 output = decision
@@ -243,7 +273,7 @@ class RouterRunnable(Runnable[Any, Any]):
         """Async :meth:`invoke` (the router runs in a thread: it embeds the query)."""
         config, run_manager = await self._astart(input, config)
         try:
-            decision = await asyncio.to_thread(self.route, input)
+            decision = await asyncio.to_thread(self.route, input, config)
             await run_manager.get_child().on_custom_event(DECISION_EVENT, self._event(decision),
                                                           run_id=run_manager.run_id)
             if not self.runnables:
@@ -265,7 +295,7 @@ class RouterRunnable(Runnable[Any, Any]):
         config, run_manager = self._start(input, config)
         final: Any = None
         try:
-            decision = self.route(input)
+            decision = self.route(input, config)
             run_manager.get_child().on_custom_event(DECISION_EVENT, self._event(decision), run_id=run_manager.run_id)
             if not self.runnables:
                 final = decision
@@ -291,7 +321,7 @@ class RouterRunnable(Runnable[Any, Any]):
         config, run_manager = await self._astart(input, config)
         final: Any = None
         try:
-            decision = await asyncio.to_thread(self.route, input)
+            decision = await asyncio.to_thread(self.route, input, config)
             await run_manager.get_child().on_custom_event(DECISION_EVENT, self._event(decision),
                                                           run_id=run_manager.run_id)
             if not self.runnables:
@@ -331,3 +361,9 @@ def _add(total: Any, chunk: Any) -> Any:
 
 
 __all__ = ["RouterRunnable", "DecisionLedger", "ROUTING_STAGE"]
+
+
+# LangChain is imported by now: make the ambient meter active (also before the first ledger_scope).
+from rag_routing.ledger import ambient_hooks as _ambient_hooks  # noqa: E402
+
+_ambient_hooks.activate()

@@ -6,6 +6,9 @@ callback manager of the config, do the work (:meth:`StateRunnable._execute`), an
 ``on_chain_end`` or ``on_chain_error``, exactly as ``RunnableBranch`` does; ``batch`` / ``abatch`` are LangChain's
 (threads that copy the context, so the ambient cost ledger follows; ``asyncio.gather``).
 
+**Per request**, ``config={"configurable": {"lam": ..., "budget": ...}}`` sets λ and the $ budget of every
+router deciding inside the node (:mod:`~rag_routing.integrations.langchain.configurable`).
+
 **Streaming contract.** ``stream`` / ``astream`` yield :class:`RAGStateChunk` objects:
 
 * while an LLM under the node streams, one chunk per token: ``answer_delta`` set, ``state`` ``None``
@@ -48,6 +51,7 @@ from langchain_core.utils.pydantic import create_model_v2
 from pydantic import BaseModel
 
 from rag_routing.errors import InvalidInputError
+from rag_routing.integrations.langchain.configurable import routing_config_specs, routing_from_config
 from rag_routing.stages.state import RAGState
 
 #: Name of the LangChain custom event carrying a routing decision (``on_custom_event`` / ``astream_events``).
@@ -170,6 +174,11 @@ class StateRunnable(Runnable[Any, RAGState]):
     def OutputType(self) -> Any:  # noqa: N802
         return RAGState
 
+    @property
+    def config_specs(self) -> list[Any]:
+        """``lam`` and ``budget``: per-request λ and $ budget for the routers of the node."""
+        return routing_config_specs()
+
     # RAGState is a dataclass with forward references pydantic cannot resolve: describe it instead.
     def get_input_schema(self, config: RunnableConfig | None = None) -> type[BaseModel]:
         return create_model_v2(self.get_name("Input"), root=(str | dict[str, Any], ...),
@@ -192,7 +201,8 @@ class StateRunnable(Runnable[Any, RAGState]):
         run_manager = get_callback_manager_for_config(config).on_chain_start(
             None, input, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None))
         try:
-            output = self._execute(coerce_state(input), config, run_manager, tap)
+            with routing_from_config(config):  # per-request λ / budget for the routers below
+                output = self._execute(coerce_state(input), config, run_manager, tap)
         except BaseException as e:
             run_manager.on_chain_error(e)
             raise
@@ -204,7 +214,8 @@ class StateRunnable(Runnable[Any, RAGState]):
         run_manager = await get_async_callback_manager_for_config(config).on_chain_start(
             None, input, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None))
         try:
-            output = await self._aexecute(coerce_state(input), config, run_manager, tap)
+            with routing_from_config(config):
+                output = await self._aexecute(coerce_state(input), config, run_manager, tap)
         except BaseException as e:
             await run_manager.on_chain_error(e)
             raise
@@ -284,3 +295,9 @@ class StateRunnable(Runnable[Any, RAGState]):
 
 
 __all__ = ["StateRunnable", "RAGStateChunk", "AnswerTokenTap", "coerce_state", "aggregate_input", "DECISION_EVENT"]
+
+
+# LangChain is imported by now: make the ambient meter active (also before the first ledger_scope).
+from rag_routing.ledger import ambient_hooks as _ambient_hooks  # noqa: E402
+
+_ambient_hooks.activate()
