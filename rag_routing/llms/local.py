@@ -165,16 +165,27 @@ class LocalLLM:
         prompt_ids = loaded.tokenizer(text, add_special_tokens=not apply_template)["input_ids"]
         settings = self._fit_context(settings, len(prompt_ids), loaded.context_window)
         ledger = _ambient_ledger() if self.record_to_ledger else None  # the caller's, captured now
-        return self._run(loaded, prompt_ids, settings, ledger)
+        reservation = self._reserve(ledger, len(prompt_ids), settings, loaded)  # refused before decoding
+        return self._run(loaded, prompt_ids, settings, ledger, reservation)
+
+    def _reserve(self, ledger: Any, prompt_tokens: int, settings: DecodeSettings, loaded: LoadedModel) -> Any:
+        """Hold the call's tokens (and energy) on the ledger's budget: BudgetExceededError before it runs."""
+        if ledger is None:
+            return None
+        from rag_routing.ledger.pricing import ZERO_PRICE
+
+        estimate = ledger.estimate_call(self.model_name, prompt_tokens, settings.max_new_tokens, pricing=ZERO_PRICE,
+                                        params_billion=loaded.num_parameters / 1e9)
+        return ledger.reserve(*estimate.amounts().as_tuple(), label=f"{self.ledger_stage}/{self.model_name}")
 
     def _run(self, loaded: LoadedModel, prompt_ids: list[int], settings: DecodeSettings,
-             ledger: Any) -> Iterator[GenerationChunk]:
+             ledger: Any, reservation: Any = None) -> Iterator[GenerationChunk]:
         started = time.perf_counter()
         streamed, recorded, outcome = 0, False, "error"
         try:
             for chunk in decode(loaded, prompt_ids, settings, model_name=self.model_name, started=started):
                 if chunk.final is not None and ledger is not None:
-                    entry = self._record(ledger, chunk.final, loaded)
+                    entry = self._record(ledger, chunk.final, loaded, reservation)
                     recorded = True
                     chunk = replace(chunk, final=replace(chunk.final, ledger_entry_id=entry.entry_id))
                 streamed += len(chunk.tokens)
@@ -187,9 +198,9 @@ class LocalLLM:
                 partial = Generation(text="", input_tokens=len(prompt_ids), output_tokens=streamed,
                                      token_logprobs=[], top_logprobs=[], tokens=[], finish_reason=outcome,
                                      model=self.model_name, seconds=time.perf_counter() - started)
-                self._record(ledger, partial, loaded)
+                self._record(ledger, partial, loaded, reservation)
 
-    def _record(self, ledger: Any, generation: Generation, loaded: LoadedModel) -> Any:
+    def _record(self, ledger: Any, generation: Generation, loaded: LoadedModel, reservation: Any = None) -> Any:
         from rag_routing.ledger.pricing import ZERO_PRICE
 
         return ledger.record_call(
@@ -197,6 +208,7 @@ class LocalLLM:
             usage=generation.usage, seconds=generation.seconds, pricing=ZERO_PRICE,
             params_billion=loaded.num_parameters / 1e9,
             metadata={"local": True, "device": loaded.device, "finish_reason": generation.finish_reason},
+            reservation=reservation,
         )
 
     # -- async ----------------------------------------------------------------------------------------------

@@ -7,6 +7,13 @@ wrapped in an :class:`LLMOption`, which reads ``state.messages`` (or builds dire
 deterministically, and writes ``state.answer``. The LLM records its own call in the ambient ledger (LocalLLM
 does, at $0); a plain callable is recorded here from counted tokens under its ``model``/``pricing``.
 
+Budgets refuse before the call: every call reserves its estimate on the ambient ledger's budget first (input
+tokens counted from the actual messages, output tokens = the call's ``max_new_tokens``) and raises
+:class:`~rag_routing.errors.BudgetExceededError` before the LLM runs; the real usage is committed after.
+
+Streaming: inside a stream (:mod:`rag_routing.stages.streaming`, e.g. ``RoutedRAG.stream``) an LLM with
+``stream_chunks`` (LocalLLM, PricedLLM) sends each piece to the stream as it is generated.
+
 :class:`PricedLLM` runs one model but bills it as another, named model: the offline demo prices the local
 SmolLM2-135M as ``gpt-4o`` to show an honest bill comparison without a key. Its ledger entries and trace say
 so (``metadata["hypothetical_price"] = True``, ``metadata["actual_model"]``).
@@ -34,6 +41,7 @@ from rag_routing.ledger.stage_names import GENERATION
 from rag_routing.stages.base import StageChoice, StageRouter
 from rag_routing.stages.prompt import DIRECT, extract_answer
 from rag_routing.stages.state import RAGState
+from rag_routing.stages.streaming import StreamControl, current_stream
 
 GENERATION_STAGE = GENERATION
 
@@ -60,15 +68,21 @@ def call_llm(llm: Any, messages: list[dict[str, str]], max_new_tokens: int, *, m
     """
     if callable(getattr(llm, "generate", None)):
         return _text_of(llm.generate(messages, max_new_tokens=max_new_tokens, temperature=0.0))
-    started = time.perf_counter()
-    raw = _text_of(llm(messages))
     ledger = current_ledger()
-    if ledger is not None:
-        ledger.record_call(stage=GENERATION_STAGE, model=model or component, component=component,
-                           input_text="\n".join(m["content"] for m in messages), output_text=raw,
-                           seconds=time.perf_counter() - started, pricing=pricing or ZERO_PRICE,
-                           metadata={"local": pricing is None})
+    if ledger is None:
+        return _text_of(llm(messages))
+    with ledger.guard(stage=GENERATION_STAGE, model=model or component, component=component,
+                      input_text=_prompt_text(messages), est_output_tokens=max_new_tokens,
+                      pricing=pricing or ZERO_PRICE, metadata={"local": pricing is None}) as call:
+        raw = _text_of(llm(messages))
+        call.record(output_text=raw)
     return raw
+
+
+def _prompt_text(messages: Any) -> str:
+    if isinstance(messages, str):
+        return messages
+    return "\n".join(str(m["content"]) if isinstance(m, Mapping) else str(m[1]) for m in messages)
 
 
 class PricedLLM:
@@ -98,24 +112,86 @@ class PricedLLM:
         self.actual_model = str(getattr(llm, "model_name", type(llm).__name__))
         self.model_name = name or f"{self.actual_model} priced as {price_as}"
 
+    def _guard(self, ledger: Any, messages: Any, kwargs: dict[str, Any]) -> Any:
+        out = kwargs.get("max_new_tokens") or getattr(self.llm, "max_new_tokens", None) or 256
+        return ledger.guard(stage=GENERATION_STAGE, model=self.price_as, component=self.model_name,
+                            input_text=_prompt_text(messages), est_output_tokens=int(out), pricing=self.pricing,
+                            metadata={"hypothetical_price": True, "actual_model": self.actual_model,
+                                      "price_as": self.price_as})
+
     def generate(self, messages: Any, **kwargs: Any) -> Any:
-        generation = self.llm.generate(messages, **kwargs)
+        """One call: the estimate is reserved first (BudgetExceededError before the model runs)."""
         ledger = current_ledger()
-        if ledger is not None:
-            params = getattr(self.llm, "params_billion", None)
-            ledger.record_call(
-                stage=GENERATION_STAGE, model=self.price_as, component=self.model_name,
-                input_tokens=generation.input_tokens, output_tokens=generation.output_tokens,
-                seconds=generation.seconds, pricing=self.pricing, params_billion=params,
-                metadata={"hypothetical_price": True, "actual_model": self.actual_model, "price_as": self.price_as},
-                estimated=False)
+        if ledger is None:
+            return self.llm.generate(messages, **kwargs)
+        with self._guard(ledger, messages, kwargs) as call:
+            generation = self.llm.generate(messages, **kwargs)
+            call.record(input_tokens=generation.input_tokens, output_tokens=generation.output_tokens,
+                        seconds=generation.seconds, estimated=False)
         return generation
+
+    def stream_chunks(self, messages: Any, **kwargs: Any) -> Any:
+        """Stream the wrapped LLM's pieces (it needs ``stream_chunks``); reserved now, recorded at the end."""
+        ledger = current_ledger()
+        guard = self._guard(ledger, messages, kwargs) if ledger is not None else None
+        if guard is not None:
+            guard.__enter__()  # BudgetExceededError here, before the model runs
+        try:
+            chunks = self.llm.stream_chunks(messages, **kwargs)
+        except BaseException as e:
+            if guard is not None:
+                guard.__exit__(type(e), e, None)
+            raise
+        return _guarded_chunks(chunks, guard)
 
     async def agenerate(self, messages: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(self.generate, messages, **kwargs)
 
     def __repr__(self) -> str:
         return f"PricedLLM({self.actual_model!r} priced as {self.price_as!r})"
+
+
+def _guarded_chunks(chunks: Any, guard: Any) -> Any:
+    produced, finished = 0, False
+    try:
+        for chunk in chunks:
+            produced += len(getattr(chunk, "tokens", ()) or ())
+            final = getattr(chunk, "final", None)
+            if final is not None and guard is not None:
+                guard.record(input_tokens=final.input_tokens, output_tokens=final.output_tokens,
+                             seconds=final.seconds, estimated=False)
+                finished = True
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if callable(close):
+            close()
+        if guard is not None and not finished:  # abandoned or failed: bill what ran, release the rest
+            if produced:
+                guard.record(output_tokens=produced, metadata={"finish_reason": "cancelled"}, estimated=True)
+            else:
+                guard.__exit__(StreamAbandonedError, None, None)
+
+
+class StreamAbandonedError(Exception):
+    """Marks a stream that ended before its first piece (its reservation is released)."""
+
+
+def stream_text(llm: Any, messages: list[dict[str, str]], max_new_tokens: int, control: StreamControl) -> str:
+    """Generate with ``llm.stream_chunks``, handing each piece to ``control``; returns the full text."""
+    chunks = llm.stream_chunks(messages, max_new_tokens=max_new_tokens, temperature=0.0)
+    pieces: list[str] = []
+    final = None
+    try:
+        for chunk in chunks:
+            control.emit(chunk.text)  # StreamAbandoned once the consumer left: the finally records what ran
+            pieces.append(chunk.text)
+            final = chunk.final if chunk.final is not None else final
+    finally:
+        close = getattr(chunks, "close", None)
+        if callable(close):
+            close()
+    return final.text if final is not None else "".join(pieces)
 
 
 class LLMOption:
@@ -167,13 +243,16 @@ class LLMOption:
 
     def invoke(self, state: RAGState) -> RAGState:
         messages = self._messages(state)
+        control = current_stream()
+        if control is not None and callable(getattr(self.llm, "stream_chunks", None)):
+            return self._finish(state, messages, stream_text(self.llm, messages, self._budget(state), control))
         raw = call_llm(self.llm, messages, self._budget(state), model=self.model, component=self.name,
                        pricing=self.pricing)
         return self._finish(state, messages, raw)
 
     async def ainvoke(self, state: RAGState) -> RAGState:
         agenerate = getattr(self.llm, "agenerate", None)
-        if self.records_itself and callable(agenerate):
+        if self.records_itself and callable(agenerate) and current_stream() is None:
             messages = self._messages(state)
             raw = _text_of(await agenerate(messages, max_new_tokens=self._budget(state), temperature=0.0))
             return self._finish(state, messages, raw)

@@ -7,6 +7,11 @@ and without a generator the pipeline stops after the context (retrieval only). T
 one step per stage run — what it chose, why, and the ledger's $, tokens, seconds and energy for that step —
 and the steps add up to the ledger's totals for the request.
 
+:meth:`RoutedRAG.stream` / :meth:`RoutedRAG.astream` yield the generator's pieces as they are produced (an LLM
+that cannot stream gives its answer in one piece); the stream's ``state`` is the final state, trace included,
+once it ended. Closing a stream early stops the generator, which records what it produced and releases the
+rest of its budget reservation.
+
 Example:
     >>> from rag_routing.retrieval import BM25Retriever
     >>> docs = [{"_id": "a", "text": "Lima is the capital of Peru."}, {"_id": "b", "text": "Quito is in Ecuador."}]
@@ -34,6 +39,7 @@ from rag_routing.stages.prompt import DIRECT
 from rag_routing.stages.retrieval_strategy import RetrievalStrategyRouter
 from rag_routing.stages.retriever import as_retriever_stage
 from rag_routing.stages.state import RAGState
+from rag_routing.stages.streaming import AnswerStream, AsyncAnswerStream
 
 
 class AnswerChain:
@@ -121,6 +127,23 @@ class RoutedRAG(Batchable):
             return await self.answer_chain.ainvoke(state) if self.answer_chain is not None else state
 
     __call__ = invoke
+
+    def stream(self, state: StateInput) -> AnswerStream:
+        """The answer's pieces as the generator produces them; ``.state`` is the final state at the end.
+
+        Example:
+            >>> from rag_routing.retrieval import BM25Retriever
+            >>> docs = [{"_id": "a", "text": "Lima is the capital of Peru."}]
+            >>> rag = RoutedRAG(retriever=BM25Retriever().add_documents(docs), generator=lambda m: "Lima", k=1)
+            >>> stream = rag.stream("What is the capital of Peru?")
+            >>> "".join(stream), [step.stage for step in stream.state.trace]
+            ('Lima', ['retriever', 'generator'])
+        """
+        return AnswerStream(self, RAGState.coerce(state))
+
+    def astream(self, state: StateInput) -> AsyncAnswerStream:
+        """Async :meth:`stream` (``async for piece in rag.astream(q)``; ``.state`` at the end)."""
+        return AsyncAnswerStream(self, RAGState.coerce(state))
 
     # -- the offline default --------------------------------------------------------------------------------
     @classmethod

@@ -18,6 +18,7 @@ from llama_index.core.llms.callbacks import llm_completion_callback  # noqa: E40
 from rag_routing.candidates import Pricing  # noqa: E402
 from rag_routing.errors import UnknownPriceError  # noqa: E402
 from rag_routing.integrations.llamaindex import LedgerEventHandler, instrument, uninstrument  # noqa: E402
+from rag_routing.integrations.llamaindex.budget_gate import BudgetSpanHandler  # noqa: E402
 from rag_routing.ledger import CostLedger, ledger_scope  # noqa: E402
 
 PRICE = Pricing(input_per_mtok=1.0, output_per_mtok=2.0)
@@ -84,26 +85,39 @@ async def test_mock_embedding_usage_is_recorded(handler: LedgerEventHandler) -> 
     assert sum(e.metadata["chunks"] for e in entries) == 4
 
 
-def test_unknown_prices_are_flagged_logged_and_raisable(caplog: pytest.LogCaptureFixture) -> None:
-    handler = instrument()  # no pricing for MockLLM
+def test_unknown_prices_are_refused_before_the_call_unless_opted_into_zero() -> None:
+    instrument()  # no pricing for MockLLM
+    try:
+        with ledger_scope() as ledger:
+            with pytest.raises(UnknownPriceError, match="MockLLM"):
+                MockLLM(max_tokens=2).complete("hi")  # the budget gate refuses before the provider runs
+        assert len(ledger) == 0
+        quiet = instrument(allow_unpriced=True)
+        with ledger_scope() as ledger:
+            MockLLM(max_tokens=2).complete("hi")
+    finally:
+        uninstrument()
+    (entry,) = ledger.entries
+    assert not entry.priced and entry.cost_usd == 0.0 and quiet.errors == []
+
+
+def test_a_handler_without_the_gate_flags_logs_and_raises_unknown_prices(caplog: pytest.LogCaptureFixture) -> None:
+    root = get_dispatcher()
+    saved = list(root.event_handlers), list(root.span_handlers)
+    handler = LedgerEventHandler()  # attached by hand: recording only, no budget gate
+    root.event_handlers = [h for h in saved[0] if not isinstance(h, LedgerEventHandler)] + [handler]
+    root.span_handlers = [h for h in saved[1] if not isinstance(h, BudgetSpanHandler)]
     try:
         with ledger_scope() as ledger:
             MockLLM(max_tokens=2).complete("hi")  # LlamaIndex swallows handler errors: the call goes on
     finally:
-        uninstrument()
+        root.event_handlers, root.span_handlers = saved
     (entry,) = ledger.entries
     assert not entry.priced and entry.cost_usd == 0.0 and ledger.totals()["unpriced_calls"] == 1
     assert "no price known for model 'MockLLM'" in caplog.text
     with pytest.raises(UnknownPriceError, match="MockLLM"):
         handler.raise_errors()
     handler.raise_errors()  # forgotten once raised
-    quiet = instrument(allow_unpriced=True)
-    try:
-        with ledger_scope():
-            MockLLM(max_tokens=2).complete("hi")
-    finally:
-        uninstrument()
-    assert quiet.errors == []
 
 
 def test_instrument_is_idempotent_and_explicit_ledgers_win() -> None:
@@ -119,7 +133,9 @@ def test_instrument_is_idempotent_and_explicit_ledgers_win() -> None:
         assert len(mine) == 1 and len(ambient) == 0
     finally:
         assert uninstrument()
-    assert not uninstrument()
+    # only the ambient default (ledger and prices from the scope) can be left
+    assert all(h.ledger is None and not h.pricing for h in get_dispatcher().event_handlers
+               if isinstance(h, LedgerEventHandler))
     MockLLM(max_tokens=1).complete("no handler, no ledger: nothing happens")
 
 

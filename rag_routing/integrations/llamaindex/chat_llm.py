@@ -2,13 +2,15 @@
 
 The generator stage's options call ``llm.generate(messages, max_new_tokens=..., temperature=...)`` with
 ``{"role", "content"}`` messages. ``LlamaIndexChatLLM`` sends them to any LlamaIndex ``LLM`` with ``chat`` /
-``achat`` (so LlamaIndex's instrumentation sees the call), or, while a
-:class:`~rag_routing.integrations.llamaindex.query_engine.RoutedRAGQueryEngine` streams, with ``stream_chat`` /
-``astream_chat``, handing each token to the engine's response generator.
+``achat`` (so LlamaIndex's instrumentation sees the call), or, inside a stream (``RoutedRAG.stream``, a
+streaming :class:`~rag_routing.integrations.llamaindex.query_engine.RoutedRAGQueryEngine`; see
+:mod:`rag_routing.stages.streaming`), with ``stream_chat``, handing each token to the stream.
 
-Cost: the call is recorded once in the ambient ledger — by :class:`LedgerEventHandler` if one is attached
-(``instrument()``), by the LLM itself if it records its own calls (``LocalLlamaIndexLLM``), else here (the
-reported usage, or counted tokens marked ``estimated``, priced with ``pricing`` or the price table).
+Cost and budget: building one installs the LlamaIndex ledger hooks
+(:func:`~rag_routing.integrations.llamaindex.budget_gate.install`), so each call reserves its estimate on the
+ambient budget before the provider runs (``BudgetExceededError`` / ``UnknownPriceError`` before the call) and is
+recorded once — priced with ``pricing`` (or the price table), with the stage's decision id. The LLM's own
+recording (``LocalLlamaIndexLLM``) is not repeated.
 
 Example:
     >>> from llama_index.core.llms import MockLLM
@@ -24,9 +26,8 @@ Example:
 
 from __future__ import annotations
 
-import contextvars
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ from llama_index.core.llms import LLM
 
 from rag_routing.candidates import Pricing
 from rag_routing.errors import InvalidInputError
+from rag_routing.integrations.llamaindex.budget_gate import call_options, install
 from rag_routing.integrations.llamaindex.instrumentation import (
     LedgerEventHandler,
     mark_recorded,
@@ -44,12 +46,9 @@ from rag_routing.integrations.llamaindex.instrumentation import (
 )
 from rag_routing.ledger.scope import current_ledger
 from rag_routing.ledger.stage_names import GENERATION
+from rag_routing.stages.streaming import current_stream
 
 GENERATION_STAGE = GENERATION
-
-#: Where streamed tokens go while a RoutedRAGQueryEngine streams (``None``: do not stream).
-TOKEN_SINK: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar(
-    "rag_routing_llamaindex_token_sink", default=None)
 
 
 @dataclass(frozen=True)
@@ -91,8 +90,10 @@ class LlamaIndexChatLLM:
             raise InvalidInputError(f"pricing must be a Pricing, got {type(pricing).__name__}")
         self.llm = llm
         self.model_name = model_name or _model_name(llm)
+        self._named = model_name  # an explicit name also names the ledger entries
         self.pricing = pricing
         self.allow_unpriced = allow_unpriced
+        install()
 
     @staticmethod
     def _messages(messages: Sequence[dict[str, str]] | str) -> list[ChatMessage]:
@@ -103,31 +104,44 @@ class LlamaIndexChatLLM:
     def generate(self, messages: Sequence[dict[str, str]] | str, max_new_tokens: int | None = None,
                  temperature: float | None = None, **kwargs: Any) -> LlamaIndexReply:
         """One chat call (streamed to the active token sink, if any)."""
-        chat, sink, started = self._messages(messages), TOKEN_SINK.get(), time.perf_counter()
+        chat, stream, started = self._messages(messages), current_stream(), time.perf_counter()
         streamed: list[str] = []
-        if sink is None:
-            response: ChatResponse | None = self.llm.chat(chat)
-        else:
-            response = None
-            for response in self.llm.stream_chat(chat):
-                if response.delta:
-                    sink(response.delta)
-                    streamed.append(response.delta)
+        with self._options():
+            if stream is None:
+                response: ChatResponse | None = self.llm.chat(chat)
+            else:
+                response = None
+                responses = self.llm.stream_chat(chat)
+                try:
+                    for response in responses:
+                        if response.delta:
+                            stream.emit(response.delta)  # StreamAbandoned: closing bills what streamed
+                            streamed.append(response.delta)
+                finally:
+                    responses.close()
         return self._finish(chat, response, streamed, time.perf_counter() - started)
+
+    def _options(self) -> Any:
+        return call_options(pricing=self.pricing, allow_unpriced=self.allow_unpriced, model=self._named)
 
     async def agenerate(self, messages: Sequence[dict[str, str]] | str, max_new_tokens: int | None = None,
                         temperature: float | None = None, **kwargs: Any) -> LlamaIndexReply:
         """Async :meth:`generate` (``achat`` / ``astream_chat``)."""
-        chat, sink, started = self._messages(messages), TOKEN_SINK.get(), time.perf_counter()
+        chat, stream, started = self._messages(messages), current_stream(), time.perf_counter()
         streamed: list[str] = []
-        if sink is None:
-            response: ChatResponse | None = await self.llm.achat(chat)
-        else:
-            response = None
-            async for response in await self.llm.astream_chat(chat):
-                if response.delta:
-                    sink(response.delta)
-                    streamed.append(response.delta)
+        with self._options():
+            if stream is None:
+                response: ChatResponse | None = await self.llm.achat(chat)
+            else:
+                response = None
+                responses = await self.llm.astream_chat(chat)
+                try:
+                    async for response in responses:
+                        if response.delta:
+                            stream.emit(response.delta)
+                            streamed.append(response.delta)
+                finally:
+                    await responses.aclose()
         return self._finish(chat, response, streamed, time.perf_counter() - started)
 
     def _finish(self, chat: list[ChatMessage], response: ChatResponse | None, streamed: list[str],
@@ -151,4 +165,4 @@ class LlamaIndexChatLLM:
         return f"LlamaIndexChatLLM({self.model_name!r})"
 
 
-__all__ = ["LlamaIndexChatLLM", "LlamaIndexReply", "TOKEN_SINK"]
+__all__ = ["LlamaIndexChatLLM", "LlamaIndexReply"]

@@ -42,7 +42,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from llama_index.core.instrumentation import get_dispatcher
@@ -55,14 +55,24 @@ from llama_index.core.instrumentation.events.embedding import (
 )
 from llama_index.core.instrumentation.events.llm import (
     LLMChatEndEvent,
+    LLMChatInProgressEvent,
     LLMChatStartEvent,
     LLMCompletionEndEvent,
+    LLMCompletionInProgressEvent,
     LLMCompletionStartEvent,
 )
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from rag_routing.candidates import Pricing
 from rag_routing.errors import UnknownPriceError
+from rag_routing.integrations.llamaindex.budget_gate import (
+    SPANS,
+    CallOptions,
+    current_call_options,
+    current_decision_id,
+    install,
+    uninstall_gate,
+)
 from rag_routing.ledger.ledger import CostLedger
 from rag_routing.ledger.pricing import default_table
 from rag_routing.ledger.scope import current_ledger
@@ -80,6 +90,7 @@ def _either(ledger: CostLedger | None, fallback: CostLedger | None) -> CostLedge
 GENERATION_STAGE, EMBEDDING_STAGE = GENERATION, EMBEDDING
 _LLM_START = (LLMChatStartEvent, LLMCompletionStartEvent)
 _LLM_END = (LLMChatEndEvent, LLMCompletionEndEvent)
+_LLM_PROGRESS = (LLMChatInProgressEvent, LLMCompletionInProgressEvent)
 
 
 @dataclass(eq=False)
@@ -89,6 +100,10 @@ class _Open:
     model: str | None
     prompt: str
     inner_recorded: bool = False  # a call nested in this one was recorded: this one only wraps it
+    span: str | None = None
+    decision_id: str | None = None
+    options: CallOptions | None = None
+    streamed: list[str] = field(default_factory=list)  # a stream's deltas so far (if it is abandoned)
 
 
 #: LLM calls open in the current context, outermost first (immutable tuples: each task keeps its own).
@@ -187,6 +202,8 @@ class LedgerEventHandler(BaseEventHandler):
             self._push("llm", event, _model_of(event.model_dict), prompt)
         elif isinstance(event, EmbeddingStartEvent):  # SparseEmbeddingStartEvent is a subclass
             self._push("embedding", event, _model_of(event.model_dict), "")
+        elif isinstance(event, _LLM_PROGRESS):
+            self._progress(event)
         elif isinstance(event, _LLM_END):
             self._end_llm(event)
         elif isinstance(event, (EmbeddingEndEvent, SparseEmbeddingEndEvent)):
@@ -194,7 +211,8 @@ class LedgerEventHandler(BaseEventHandler):
 
     # -- pairing starts and ends ----------------------------------------------------------------------------
     def _push(self, kind: str, event: BaseEvent, model: str | None, prompt: str) -> None:
-        opened = _Open(time.perf_counter(), _either(self.ledger, current_ledger()), model, prompt)
+        opened = _Open(time.perf_counter(), _either(self.ledger, current_ledger()), model, prompt,
+                       span=event.span_id, decision_id=current_decision_id(), options=current_call_options())
         with self._lock:
             self._open.setdefault((kind, event.span_id), []).append(opened)
         if kind == "llm":
@@ -211,7 +229,49 @@ class LedgerEventHandler(BaseEventHandler):
         return _Open(time.perf_counter(), _either(self.ledger, current_ledger()), None, "")
 
     # -- recording ----------------------------------------------------------------------------------------
+    def open_call(self, span_id: str | None) -> _Open | None:
+        """The innermost LLM call open under ``span_id`` (the budget gate reserves for it)."""
+        with self._lock:
+            stack = self._open.get(("llm", span_id))
+            return stack[-1] if stack else None
+
+    def _progress(self, event: BaseEvent) -> None:
+        opened = self.open_call(event.span_id)
+        response = getattr(event, "response", None)
+        if opened is not None and response is not None:
+            delta = getattr(response, "delta", None)
+            if delta:
+                opened.streamed.append(str(delta))
+
+    def abandon_call(self, span_id: str | None) -> None:
+        """A call failed, was refused or its stream was abandoned: commit what streamed, release the rest."""
+        with self._lock:
+            stack = self._open.get(("llm", span_id))
+            opened = stack.pop() if stack else None
+            if stack is not None and not stack:
+                del self._open[("llm", span_id)]
+        if opened is not None and opened in (calls := _OPEN_LLM_CALLS.get()):
+            _OPEN_LLM_CALLS.set(tuple(c for c in calls if c is not opened))
+        reservation = SPANS.finish(span_id)
+        if reservation is None or reservation.state != "open":
+            return
+        text = "".join(opened.streamed) if opened is not None else ""
+        ledger = opened.ledger if opened is not None else None
+        if not text or ledger is None:
+            reservation.release()
+            return
+        self._record(ledger, self.llm_stage, str(opened.model or "unknown"), time.perf_counter() - opened.started,
+                     input_text=opened.prompt, output_text=text, estimated=True, opened=opened,
+                     reservation=reservation, metadata={"finish_reason": "abandoned"})
+
     def _end_llm(self, event: BaseEvent) -> None:
+        try:
+            self._record_llm_end(event)
+        finally:
+            if (left := SPANS.finish(event.span_id)) is not None and left.state == "open":
+                left.release()  # nothing was recorded against it (no ledger)
+
+    def _record_llm_end(self, event: BaseEvent) -> None:
         opened = self._pop("llm", event)
         # Wrappers nest calls (chat -> complete, astream_chat -> stream_chat -> stream_complete): the innermost
         # call is billed, the calls around it are not billed again.
@@ -235,11 +295,14 @@ class LedgerEventHandler(BaseEventHandler):
         extra = getattr(response, "additional_kwargs", None) or {}
         model = raw.get("model") or extra.get("model") or opened.model or "unknown"
         tokens_in, tokens_out = usage_of(response) if response is not None else (None, None)
+        reservation = SPANS.reservation(event.span_id)
         entry = self._record(ledger, self.llm_stage, str(model), time.perf_counter() - opened.started,
                              input_tokens=tokens_in, output_tokens=tokens_out,
                              input_text=opened.prompt if tokens_in is None else None,
                              output_text=_text_of(response) if tokens_out is None else None,
-                             estimated=tokens_in is None or tokens_out is None, event=event)
+                             estimated=tokens_in is None or tokens_out is None, event=event, opened=opened,
+                             reservation=reservation if reservation is not None and reservation.state == "open"
+                             else None)
         if response is not None:
             mark_recorded(response, entry.entry_id)
 
@@ -251,11 +314,14 @@ class LedgerEventHandler(BaseEventHandler):
         chunks = [str(c) for c in getattr(event, "chunks", [])]
         tokens = sum(count_tokens_batch(chunks)) if chunks else 0
         self._record(ledger, self.embedding_stage, opened.model or "unknown", time.perf_counter() - opened.started,
-                     input_tokens=tokens, output_tokens=0, estimated=True, event=event,
+                     input_tokens=tokens, output_tokens=0, estimated=True, event=event, opened=opened,
                      metadata={"chunks": len(chunks)})
 
-    def _price(self, ledger: CostLedger, model: str) -> tuple[Pricing | None, bool]:
+    def _price(self, ledger: CostLedger, model: str,
+               options: CallOptions | None = None) -> tuple[Pricing | None, bool]:
         """(pricing override, allow_unpriced) for ``model``; logs and keeps an unknown price."""
+        if options is not None and (options.pricing is not None or options.allow_unpriced):
+            return options.pricing, True
         override = self.pricing.get(model) or self.pricing.get(model.strip().lower())
         if override is not None:
             return override, False
@@ -269,13 +335,16 @@ class LedgerEventHandler(BaseEventHandler):
         logger.error(problem)
         return None, True
 
-    def _record(self, ledger: CostLedger, stage: str, model: str, seconds: float, *, event: BaseEvent,
-                metadata: Mapping[str, Any] | None = None, **counts: Any) -> Any:
-        pricing, unpriced_ok = self._price(ledger, model)
-        return ledger.record_call(stage=stage, model=model, component=model, seconds=seconds, pricing=pricing,
-                                  allow_unpriced=unpriced_ok,
-                                  metadata={"source": "llama_index", "event": event.class_name(),
-                                            **(metadata or {})}, **counts)
+    def _record(self, ledger: CostLedger, stage: str, model: str, seconds: float, *, event: BaseEvent | None = None,
+                metadata: Mapping[str, Any] | None = None, opened: _Open | None = None, **counts: Any) -> Any:
+        pricing, unpriced_ok = self._price(ledger, model, opened.options if opened is not None else None)
+        decision = {"decision_id": opened.decision_id} if opened is not None and opened.decision_id else {}
+        source = {"source": "llama_index", "event": event.class_name() if event is not None else "abandoned"}
+        named = opened.options.model if opened is not None and opened.options is not None else None
+        return ledger.record_call(stage=stage, model=model, component=named or model, seconds=seconds,
+                                  pricing=pricing,
+                                  allow_unpriced=unpriced_ok, metadata={**source, **(metadata or {})},
+                                  **decision, **counts)
 
     def raise_errors(self) -> None:
         """Raise :class:`UnknownPriceError` if a call was recorded without a known price (then forget it)."""
@@ -300,15 +369,25 @@ def instrument(ledger: CostLedger | None = None, **kwargs: Any) -> LedgerEventHa
         root.event_handlers.remove(existing)
     handler = LedgerEventHandler(ledger=ledger, **kwargs)
     root.add_event_handler(handler)
+    install()  # the budget gate: refusals before the call
     return handler
 
 
 def uninstrument() -> bool:
-    """Detach the :class:`LedgerEventHandler` from the root dispatcher; ``True`` if one was attached."""
+    """Detach the :class:`LedgerEventHandler` (and budget gate); ``True`` if one was attached.
+
+    Once a ``ledger_scope`` installed the ambient hooks, they come back as they were (a default recorder that
+    meters into the ambient ledger only), so no explicit handler stays behind.
+    """
+    from rag_routing.ledger import ambient_hooks
+
     root = get_dispatcher()
     handlers = [h for h in root.event_handlers if isinstance(h, LedgerEventHandler)]
     for handler in handlers:
         root.event_handlers.remove(handler)
+    uninstall_gate()
+    if ambient_hooks.is_installed("llama_index.core"):
+        install()
     return bool(handlers)
 
 

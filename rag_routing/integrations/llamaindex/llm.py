@@ -106,6 +106,10 @@ class LocalLlamaIndexLLM(CustomLLM):
         return LLMMetadata(context_window=window, num_output=self.max_tokens, is_chat_model=True,
                            model_name=self.model_name or "")
 
+    def to_payload(self) -> dict[str, Any]:
+        # Tells the budget gate that this LLM reserves and records its own calls (no second reservation).
+        return {**super().to_payload(), "record_to_ledger": self.record_to_ledger}
+
     # -- completion -----------------------------------------------------------------------------------------
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:

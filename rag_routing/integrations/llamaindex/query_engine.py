@@ -8,8 +8,10 @@ also dispatched as a :class:`~rag_routing.integrations.llamaindex.events.Routing
 
 With ``streaming=True`` the engine returns a ``StreamingResponse`` (``AsyncStreamingResponse`` from ``aquery``):
 the pipeline starts at once (in a worker thread / task that inherits the caller's ambient ledger) and its
-``response_gen`` yields the generator's tokens as a :class:`~rag_routing.integrations.llamaindex.chat_llm.
-LlamaIndexChatLLM` streams them — or the whole answer in one piece for an LLM that cannot stream.
+``response_gen`` yields the generator's tokens as they are produced — the local model, a
+:class:`~rag_routing.integrations.llamaindex.chat_llm.LlamaIndexChatLLM`, any LLM with ``stream_chunks`` (see
+:mod:`rag_routing.stages.streaming`) — or the whole answer in one piece for an LLM that cannot stream. A stream
+the client abandons stops the generator, which bills the tokens it produced and releases the rest.
 ``source_nodes`` and ``metadata`` are filled in when the stream ends; ``metadata["answer"]`` is then the final
 answer (the streamed text is the LLM's raw output, before e.g. a chain-of-thought prefix is stripped).
 
@@ -30,9 +32,6 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import queue
-import threading
 from collections.abc import AsyncGenerator, Generator
 from typing import Any
 
@@ -43,9 +42,9 @@ from llama_index.core.prompts.mixin import PromptMixinType
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from rag_routing.errors import InvalidInputError
-from rag_routing.integrations.llamaindex.chat_llm import TOKEN_SINK
 from rag_routing.integrations.llamaindex.events import emit_decision
 from rag_routing.stages.state import RAGState
+from rag_routing.stages.streaming import AnswerStream, AsyncAnswerStream
 
 
 def source_nodes(state: RAGState) -> list[NodeWithScore]:
@@ -66,19 +65,6 @@ def response_metadata(state: RAGState) -> dict[str, Any]:
 def _pending_metadata() -> dict[str, Any]:
     # Filled in place when the stream ends; never empty, or RouterQueryEngine would swap in a new dict.
     return {"answer": None, "trace": [], "cost": None, "choices": {}, "streaming": True}
-
-
-class _End:
-    __slots__ = ("state", "error")
-
-    def __init__(self, state: RAGState | None = None, error: BaseException | None = None):
-        self.state, self.error = state, error
-
-    def result(self) -> RAGState:
-        if self.error is not None:
-            raise self.error
-        assert self.state is not None
-        return self.state
 
 
 class RoutedRAGQueryEngine(BaseQueryEngine):
@@ -131,33 +117,19 @@ class RoutedRAGQueryEngine(BaseQueryEngine):
             return self._response(self.pipeline.invoke(state))
         nodes: list[NodeWithScore] = []
         metadata = _pending_metadata()
-        return StreamingResponse(response_gen=self._tokens(state, nodes, metadata), source_nodes=nodes,
+        # The pipeline starts now, in a worker thread with the caller's context (ambient ledger, span).
+        stream = AnswerStream(self.pipeline, state)
+        return StreamingResponse(response_gen=self._drain(stream, nodes, metadata), source_nodes=nodes,
                                  metadata=metadata)
 
-    def _tokens(self, state: RAGState, nodes: list[NodeWithScore],
-                metadata: dict[str, Any]) -> Generator[str, None, None]:
-        items: queue.SimpleQueue[Any] = queue.SimpleQueue()
-
-        def work() -> None:
-            TOKEN_SINK.set(items.put)
-            try:
-                items.put(_End(state=self.pipeline.invoke(state)))
-            except BaseException as e:  # handed to the consumer
-                items.put(_End(error=e))
-
-        context = contextvars.copy_context()  # the caller's ledger and span, captured at query time
-        threading.Thread(target=context.run, args=(work,), name="rag_routing-query-stream", daemon=True).start()
-        return self._drain(items.get, nodes, metadata)
-
-    def _drain(self, get: Any, nodes: list[NodeWithScore], metadata: dict[str, Any]) -> Generator[str, None, None]:
-        streamed = False
-        while not isinstance(item := get(), _End):
-            streamed = True
-            yield item
-        state = item.result()
-        self._finish_stream(state, nodes, metadata)
-        if not streamed and state.answer:
-            yield state.answer
+    def _drain(self, stream: AnswerStream, nodes: list[NodeWithScore],
+               metadata: dict[str, Any]) -> Generator[str, None, None]:
+        try:
+            yield from stream
+            assert stream.state is not None
+            self._finish_stream(stream.state, nodes, metadata)
+        finally:
+            stream.close()  # abandoned: the generator stops and bills what it produced
 
     # -- async ----------------------------------------------------------------------------------------------
     async def _aquery(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
@@ -177,39 +149,15 @@ class RoutedRAGQueryEngine(BaseQueryEngine):
 
     async def _atokens(self, state: RAGState, nodes: list[NodeWithScore],
                        metadata: dict[str, Any]) -> AsyncGenerator[str, None]:
-        loop = asyncio.get_running_loop()
-        items: asyncio.Queue[Any] = asyncio.Queue()
-
-        def sink(text: str) -> None:
-            try:
-                same_loop = asyncio.get_running_loop() is loop
-            except RuntimeError:
-                same_loop = False
-            if same_loop:
-                items.put_nowait(text)
-            else:
-                loop.call_soon_threadsafe(items.put_nowait, text)
-
-        async def work() -> None:
-            TOKEN_SINK.set(sink)  # a task runs in its own copy of the context
-            try:
-                items.put_nowait(_End(state=await self._ainvoke(state)))
-            except BaseException as e:
-                items.put_nowait(_End(error=e))
-
-        task = asyncio.ensure_future(work())
+        stream = AsyncAnswerStream(self.pipeline, state)
+        iterator = stream.__aiter__()
         try:
-            streamed = False
-            while not isinstance(item := await items.get(), _End):
-                streamed = True
-                yield item
-            state = item.result()
-            self._finish_stream(state, nodes, metadata)
-            if not streamed and state.answer:
-                yield state.answer
+            async for piece in iterator:
+                yield piece
+            assert stream.state is not None
+            self._finish_stream(stream.state, nodes, metadata)
         finally:
-            if not task.done():
-                task.cancel()
+            await stream.aclose()
 
     def __repr__(self) -> str:
         return f"RoutedRAGQueryEngine({self.pipeline!r}, streaming={self.streaming})"

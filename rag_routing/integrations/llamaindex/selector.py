@@ -15,7 +15,8 @@ LlamaIndex routers ask a *selector* which of their tools (query engines, retriev
 
 :func:`router_query_engine` / :func:`router_retriever` build ``RouterQueryEngine`` / ``RouterRetriever`` with
 this selector (LlamaIndex otherwise resolves ``Settings.llm``, i.e. OpenAI, at construction, although only
-multi-selections use it).
+multi-selections use it). Inside them every LLM / embedding call of the chosen engine or retriever is recorded
+with the selection's decision id (the ledger's ``breakdown("decision_id")`` bills each route).
 
 Example:
     >>> import numpy as np
@@ -44,6 +45,7 @@ from llama_index.core.schema import QueryBundle
 from llama_index.core.tools.types import ToolMetadata
 
 from rag_routing.errors import InvalidInputError, NotFittedError, UnknownCandidateError
+from rag_routing.integrations.llamaindex.budget_gate import decision_slot, fill_decision, install
 from rag_routing.integrations.llamaindex.events import emit_decision
 from rag_routing.ledger.scope import current_ledger
 from rag_routing.ledger.stage_names import ROUTING
@@ -149,6 +151,7 @@ class RoutingSelector(BaseSelector):
         if decision.candidate not in names:  # defensive: candidate_names checked the mapping both ways
             raise UnknownCandidateError(f"router chose {decision.candidate!r}, which no tool maps to ({names})")
         index = names.index(decision.candidate)
+        fill_decision(decision.decision_id)  # the chosen engine's calls carry this decision id
         emit_decision(stage=ROUTING_STAGE, choice=decision.candidate, reason=decision.reason,
                       query=query.query_str, decision_id=decision.decision_id, router=decision.router,
                       choice_index=index, decision=decision.to_dict())
@@ -173,19 +176,41 @@ def _placeholder_llm(llm: Any) -> Any:
 
 def router_query_engine(router: Any, query_engine_tools: Sequence[Any], *, llm: Any = None,
                         **selector_kwargs: Any) -> Any:
-    """``RouterQueryEngine(selector=RoutingSelector(router, ...), query_engine_tools=...)`` without an LLM key."""
+    """``RouterQueryEngine(selector=RoutingSelector(router, ...), query_engine_tools=...)`` without an LLM key;
+    the chosen engine's calls carry the decision id."""
     from llama_index.core.query_engine import RouterQueryEngine
 
-    return RouterQueryEngine(selector=RoutingSelector(router, **selector_kwargs),
-                             query_engine_tools=list(query_engine_tools), llm=_placeholder_llm(llm))
+    class DecisionRouterQueryEngine(RouterQueryEngine):
+        def _query(self, query_bundle: QueryBundle) -> Any:
+            with decision_slot():
+                return super()._query(query_bundle)
+
+        async def _aquery(self, query_bundle: QueryBundle) -> Any:
+            with decision_slot():
+                return await super()._aquery(query_bundle)
+
+    install()
+    return DecisionRouterQueryEngine(selector=RoutingSelector(router, **selector_kwargs),
+                                     query_engine_tools=list(query_engine_tools), llm=_placeholder_llm(llm))
 
 
 def router_retriever(router: Any, retriever_tools: Sequence[Any], *, llm: Any = None, **selector_kwargs: Any) -> Any:
-    """``RouterRetriever(selector=RoutingSelector(router, ...), retriever_tools=...)`` without an LLM key."""
+    """``RouterRetriever(selector=RoutingSelector(router, ...), retriever_tools=...)`` without an LLM key;
+    the chosen retriever's embedding calls carry the decision id."""
     from llama_index.core.retrievers import RouterRetriever
 
-    return RouterRetriever(selector=RoutingSelector(router, **selector_kwargs),
-                           retriever_tools=list(retriever_tools), llm=_placeholder_llm(llm))
+    class DecisionRouterRetriever(RouterRetriever):
+        def _retrieve(self, query_bundle: QueryBundle) -> Any:
+            with decision_slot():
+                return super()._retrieve(query_bundle)
+
+        async def _aretrieve(self, query_bundle: QueryBundle) -> Any:
+            with decision_slot():
+                return await super()._aretrieve(query_bundle)
+
+    install()
+    return DecisionRouterRetriever(selector=RoutingSelector(router, **selector_kwargs),
+                                   retriever_tools=list(retriever_tools), llm=_placeholder_llm(llm))
 
 
 __all__ = ["RoutingSelector", "router_query_engine", "router_retriever", "ROUTING_STAGE"]
