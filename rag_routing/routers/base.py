@@ -21,11 +21,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from rag_routing.allowed_models import allow_models
 from rag_routing.decision import RoutingDecision, decide, select
 from rag_routing.embeddings import featurizer_from_state, make_featurizer
 from rag_routing.errors import CorruptStateError, InvalidInputError, NotFittedError, UnknownCandidateError
 from rag_routing.evaluation.dataset import RoutingDataset
-from rag_routing.routers.persistence import read_state, write_state
+from rag_routing.routers.persistence import MAX_ARCHIVE_BYTES, read_state, write_state
+from rag_routing.routers.support import GuardSettings
+from rag_routing.validation import check_float
 
 RouterInput = Any  # Sequence[str] | str | RoutingDataset | np.ndarray
 
@@ -67,6 +70,9 @@ class Router(ABC):
     uses_features: ClassVar[bool] = True
     #: False for routers too slow to train for ``rag-routing bench --routers all`` (fine-tuned encoders).
     in_bench_all: ClassVar[bool] = True
+    #: Support estimate, fallback to the prior and shrinkage (:mod:`rag_routing.routers.support`); assign
+    #: ``router.guards = GuardSettings(...)`` (or ``GuardSettings.off()``) before ``fit`` to change them.
+    guards: GuardSettings = GuardSettings()
 
     def __init__(
         self,
@@ -108,6 +114,9 @@ class Router(ABC):
                     self.featurizer_.fit(dataset.queries)
                     features = self.featurizer_.transform(dataset.queries)
             self._fit(features, dataset)
+            from rag_routing.routers.support import fit_guards
+
+            fit_guards(self, features, dataset)
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(before)
@@ -151,14 +160,39 @@ class Router(ABC):
         return len(validate_queries(X))
 
     def predict_quality(self, X: RouterInput) -> np.ndarray:
-        """``(n, m)`` predicted quality of every candidate for every query (higher is better)."""
+        """``(n, m)`` predicted quality of every candidate for every query (higher is better), after the
+        shared guards: shrinkage, and the training-mean prior for out-of-support queries."""
+        return self._guarded_quality(X)[0]
+
+    def predict_raw_quality(self, X: RouterInput) -> np.ndarray:
+        """The router's own ``(n, m)`` estimates, before shrinkage and the out-of-support fallback."""
+        return self._guarded_quality(X, guard=False)[0]
+
+    def _guarded_quality(self, X: RouterInput, guard: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """``(quality, support p-values)``: the one path every estimate goes through (p NaN where unknown)."""
+        from rag_routing.routers.support import apply_guards
+
         self._check_fitted()
         features = self.features(X) if self.uses_features else None
         S = np.asarray(self._predict_quality(features, X), dtype=np.float64)
         n = features.shape[0] if features is not None else self._n_rows(X)
         if S.shape != (n, len(self.candidates_)):
             raise RuntimeError(f"{type(self).__name__} predicted shape {S.shape}, expected {(n, len(self.candidates_))}")
-        return S
+        return apply_guards(self, S, features) if guard else (S, np.full(n, np.nan))
+
+    def support(self, X: RouterInput) -> np.ndarray:
+        """``(n,)`` conformal p-value of each query's distance from the training data in this router's feature
+        space (small = unlike anything it was trained on); NaN where the router has no support estimate."""
+        from rag_routing.routers.support import support_p_values
+
+        self._check_fitted()
+        features = self.features(X) if self.uses_features else None
+        return support_p_values(self, features, self._n_rows(X) if features is None else features.shape[0])
+
+    def out_of_support(self, X: RouterInput, alpha: float | None = None) -> np.ndarray:
+        """``(n,)`` True where the support p-value is below ``alpha`` (default ``guards.alpha``)."""
+        p = self.support(X)
+        return np.nan_to_num(p, nan=1.0) < (self.guards.alpha if alpha is None else float(alpha))
 
     @abstractmethod
     def _predict_quality(self, features: np.ndarray | None, X: RouterInput) -> np.ndarray:
@@ -210,8 +244,11 @@ class Router(ABC):
         """An explained :class:`RoutingDecision` per query."""
         lam = self.lam if lam is None else lam
         budget = self.budget if budget is None else budget
-        return decide(self.predict_quality(X), self.predict_cost(X), self.candidates_, lam, budget,
-                      self.fallback, router=self.name)
+        from rag_routing.routers.support import annotate
+
+        S, p = self._guarded_quality(X)
+        return annotate(self, decide(S, self.predict_cost(X), self.candidates_, lam, budget, self.fallback,
+                                     router=self.name), p)
 
     def route_one(self, query: str, lam: float | None = None, budget: float | None = None) -> RoutingDecision:
         return self.route([query], lam, budget)[0]
@@ -258,13 +295,21 @@ class Router(ABC):
             f_config, f_arrays = self.featurizer_.get_state()
             meta["featurizer"] = f_config
             all_arrays.update({f"featurizer.{k}": v for k, v in f_arrays.items()})
+        from rag_routing.routers.support import guards_to_state
+
+        meta["guards"], g_arrays = guards_to_state(self)
+        all_arrays.update({f"guards.{k}": v for k, v in g_arrays.items()})
         return meta, all_arrays
 
     @classmethod
-    def load(cls, path: str | Path) -> Router:
-        """Load a router saved with :meth:`save`. Only registered rag_routing router classes are accepted."""
-        meta, arrays = read_state(path)
-        return cls.from_state(meta, arrays, source=str(path))
+    def load(cls, path: str | Path, *, allowed_models: Sequence[str] | None = None,
+             max_bytes: int = MAX_ARCHIVE_BYTES) -> Router:
+        """Load a router saved with :meth:`save`. Only registered rag_routing router classes are accepted; the
+        file may name only the packaged embedding model or one in ``allowed_models`` (names or paths; see
+        :mod:`rag_routing.allowed_models`), and may hold at most ``max_bytes`` (on disk and unpacked)."""
+        meta, arrays = read_state(path, max_bytes)
+        with allow_models(allowed_models):
+            return cls.from_state(meta, arrays, source=str(path))
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], source: str = "saved state") -> Router:
@@ -283,6 +328,7 @@ class Router(ABC):
             raise CorruptStateError(f"{path} holds a {klass.__name__}, not a {cls.__name__}")
         try:
             router = klass(**meta["params"])
+            check_float("lam", router.lam)  # a file can hold anything: "10" would fail only at the first route
             router.candidates_ = [str(c) for c in meta["candidates"]]
             router.mean_cost_ = np.asarray(arrays.pop("mean_cost"), dtype=np.float64)
             if router.uses_features:
@@ -290,6 +336,10 @@ class Router(ABC):
                 router.featurizer_ = featurizer_from_state(meta["featurizer"], f_arrays)
             state = {k[len("state."):]: v for k, v in arrays.items() if k.startswith("state.")}
             router._set_state(meta.get("state", {}), state)
+            from rag_routing.routers.support import guards_from_state
+
+            guards_from_state(router, meta.get("guards"),
+                              {k[len("guards."):]: v for k, v in arrays.items() if k.startswith("guards.")})
         except CorruptStateError:
             raise
         except (KeyError, TypeError, ValueError, IndexError) as exc:
@@ -303,9 +353,11 @@ class Router(ABC):
         return f"{type(self).__name__}({params})"
 
 
-def load_router(path: str | Path) -> Router:
-    """Load any saved router (the class is read from the file, among registered routers only)."""
-    return Router.load(path)
+def load_router(path: str | Path, *, allowed_models: Sequence[str] | None = None,
+                max_bytes: int = MAX_ARCHIVE_BYTES) -> Router:
+    """Load any saved router (the class is read from the file, among registered routers only); see
+    :meth:`Router.load` for ``allowed_models`` and ``max_bytes``."""
+    return Router.load(path, allowed_models=allowed_models, max_bytes=max_bytes)
 
 
 

@@ -58,6 +58,7 @@ from rag_routing.ledger.ledger import CostLedger
 from rag_routing.ledger.scope import current_ledger, ledger_scope
 from rag_routing.ledger.stage_names import GENERATION
 from rag_routing.routers.base import Router, RouterInput, validate_queries
+from rag_routing.routers.support import GuardSettings
 from rag_routing.routers.cascade_replay import cost_quality_front, replay_chain
 from rag_routing.routers.judges import (
     AnswerScorerJudge,
@@ -135,6 +136,8 @@ class CascadeRouter(Router):
     name = "cascade"
     #: Needs response texts (RouterBench); name it explicitly in `rag-routing bench --routers`.
     in_bench_all = False
+    #: A cascade estimates nothing per query before the call; its guard is the judge-drift check instead.
+    guards = GuardSettings.off()
 
     def __init__(self, candidates: Sequence[Any] | None = None, *, judge: Judge | None = None,
                  threshold: float | None = None, order: Sequence[str] | None = None, lam: float = 0.0,

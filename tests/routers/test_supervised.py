@@ -160,7 +160,7 @@ def test_tfidf_featurizer_on_text(toy_dataset):
 def test_mf_pairwise_quality_is_win_rate_against_the_field(fitted, grouped):
     _, test = grouped
     router = fitted["mf-pairwise"]
-    S = router.predict_quality(test)
+    S = router.predict_raw_quality(test)
     # mean win probability against the two others: the three rows sum to m/2 = 1.5
     np.testing.assert_allclose(S.sum(axis=1), 1.5, atol=1e-9)
     V = router.candidate_embeddings()
@@ -194,7 +194,7 @@ def test_entropy_fallback_on_ambiguous_queries(fitted, grouped):
     ambiguous = np.zeros((1, 6))
     assert router.predict_classes(clear) == ["g1", "g0"]
     assert router.predict_classes(ambiguous) == [GENERAL]
-    np.testing.assert_allclose(router.predict_quality(ambiguous)[0], router.general_quality_)
+    np.testing.assert_allclose(router.predict_raw_quality(ambiguous)[0], router.general_quality_)
     train, _ = grouped
     np.testing.assert_allclose(router.general_quality_, train.mean_quality())
     never = make_router("classifier-domain", entropy_threshold=1.0).fit(train)
@@ -207,7 +207,7 @@ def test_class_quality_table_and_experts(fitted):
     experts = router.class_experts()
     assert experts["g0"] == "small" and experts["g1"] == "large" and GENERAL in experts
     P = router.predict_proba(np.array([[4.0, 0, 0, 0, 0, 0]]))
-    np.testing.assert_allclose(router.predict_quality(np.array([[4.0, 0, 0, 0, 0, 0]])), P @ router.class_quality_)
+    np.testing.assert_allclose(router.predict_raw_quality(np.array([[4.0, 0, 0, 0, 0, 0]])), P @ router.class_quality_)
 
 
 def test_complexity_classes_are_cheapest_right_candidate(fitted):

@@ -1,0 +1,172 @@
+"""Shrinkage: per-query quality estimates pulled toward each candidate's training mean (empirical Bayes).
+
+A router's per-query estimate ``ŝ[q, j]`` is noisy: a few neighbours, a small cluster, an over-confident
+classifier. The linear empirical-Bayes estimate (Efron & Morris 1975; the regression form of James-Stein) is
+
+    quality[q, j] = m_j + w_j · (ŝ[q, j] - s̄_j)
+
+with ``m_j`` candidate ``j``'s training-mean quality, ``s̄_j`` its mean held-out prediction and ``w_j >= 0`` the
+least-squares slope of the observed outcomes on *held-out* predictions: the router is refitted on ``folds - 1``
+folds and predicts the last (cross-fitting), so ``w_j`` measures how much of the router's spread is signal.
+``w_j = 0`` is the prior (every query gets the best fixed candidate); ``w_j = 1`` and ``s̄_j = m_j`` leave the
+estimate as it was. The shrinkage is kept only when the held-out routing quality with it (AIQ of the λ sweep, or
+the quality at λ = 0 when all candidates cost the same) is at least that without it, so on data like the
+training data it cannot make decisions worse; otherwise the router keeps its raw estimates (and ``notes`` says
+why).
+
+:func:`fit_shrinkage` is called by :func:`rag_routing.routers.support.fit_guards` inside ``Router.fit``; opt out
+with ``router.guards = GuardSettings(shrinkage=False)``.
+
+Example:
+    >>> import numpy as np
+    >>> s = Shrinkage(center=np.array([0.5, 0.7]), mean_prediction=np.array([0.5, 0.7]),
+    ...               weight=np.array([0.0, 0.5]))
+    >>> s.apply(np.array([[0.9, 0.9]])).round(2).tolist()     # candidate 0 had no signal: its mean
+    [[0.5, 0.8]]
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from rag_routing.evaluation.dataset import RoutingDataset
+    from rag_routing.routers.base import Router
+    from rag_routing.routers.support import GuardSettings
+
+logger = logging.getLogger(__name__)
+
+#: Largest slope kept: shrinkage never stretches a router's spread.
+MAX_WEIGHT = 1.0
+#: λ values of the held-out comparison with and without shrinkage.
+N_LAMBDAS = 40
+
+
+@dataclass
+class Shrinkage:
+    """Fitted per-candidate shrinkage (see module docstring)."""
+
+    center: np.ndarray
+    mean_prediction: np.ndarray
+    weight: np.ndarray
+    #: ``(low, high)`` of the training outcomes: shrunk estimates stay inside it.
+    bounds: tuple[float, float] = (-np.inf, np.inf)
+    #: Held-out figures: routing score (AIQ or quality at λ=0) and mean squared error, raw and shrunk.
+    report: dict[str, float] = field(default_factory=dict)
+
+    def apply(self, S: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
+        """Shrunk ``S``; ``columns``: the fitted candidate of each column of ``S`` (default: all, in order)."""
+        cols = slice(None) if columns is None else np.asarray(columns)
+        S = np.asarray(S, dtype=np.float64)
+        shrunk = self.center[cols][None, :] + self.weight[cols][None, :] * (S - self.mean_prediction[cols][None, :])
+        return np.clip(shrunk, *self.bounds)
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return ({"report": self.report, "bounds": [float(b) for b in self.bounds]},
+                {"center": self.center, "mean_prediction": self.mean_prediction, "weight": self.weight})
+
+    @classmethod
+    def from_state(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> Shrinkage:
+        return cls(np.asarray(arrays["center"], float), np.asarray(arrays["mean_prediction"], float),
+                   np.asarray(arrays["weight"], float), tuple(float(b) for b in config.get("bounds", (-np.inf, np.inf))),
+                   {str(k): float(v) for k, v in config.get("report", {}).items()})
+
+
+def fit_weights(predictions: np.ndarray, outcomes: np.ndarray, center: np.ndarray) -> Shrinkage:
+    """Slopes ``w_j`` of observed outcomes on held-out predictions (NaN outcomes ignored), clipped to
+    ``[0, MAX_WEIGHT]``."""
+    m = predictions.shape[1]
+    mean_prediction, weight = np.zeros(m), np.zeros(m)
+    for j in range(m):
+        known = ~np.isnan(outcomes[:, j])
+        x, y = predictions[known, j], outcomes[known, j]
+        if x.size < 2:
+            mean_prediction[j] = center[j]
+            continue
+        mean_prediction[j] = x.mean()
+        dx = x - x.mean()
+        var = float(dx @ dx)
+        weight[j] = 0.0 if var <= 1e-12 else float(np.clip(dx @ (y - y.mean()) / var, 0.0, MAX_WEIGHT))
+    known = outcomes[~np.isnan(outcomes)]
+    bounds = (float(known.min()), float(known.max())) if known.size else (-np.inf, np.inf)
+    return Shrinkage(center=np.asarray(center, float), mean_prediction=mean_prediction, weight=weight, bounds=bounds)
+
+
+def routing_score(S: np.ndarray, dataset: RoutingDataset) -> float:
+    """Held-out routing quality of estimates ``S``: AIQ of the λ sweep over the mean costs, or the realised
+    quality at λ = 0 when the candidates cost the same."""
+    from rag_routing.evaluation.metrics import aiq
+    from rag_routing.evaluation.sweep import lambda_grid, realised, select_many
+
+    C = np.broadcast_to(np.nan_to_num(dataset.mean_cost(), nan=0.0), S.shape)
+    lams = lambda_grid(S, C, N_LAMBDAS)
+    cost, quality = realised(dataset, select_many(S, C, lams))
+    lo, hi = float(C.min()), float(C.max())
+    if hi - lo <= 1e-15 or lams.size == 1:
+        return float(quality[0])
+    return float(aiq(cost, quality, (lo, hi)))
+
+
+def _clone(router: Router) -> Router:
+    from rag_routing.routers.support import GuardSettings
+
+    clone = type(router)(**router.get_params())
+    if router.uses_features:
+        clone.featurizer = router.featurizer_  # fitted: the clone reuses the features handed to it
+    clone.guards = GuardSettings.off()
+    return clone
+
+
+def out_of_fold(router: Router, features: np.ndarray, dataset: RoutingDataset, folds: int,
+                seed: int) -> np.ndarray:
+    """``(n, m)`` predictions of ``router``'s clones, each fitted without the fold it predicts."""
+    embedded = dataset.with_embeddings(features, router.featurizer_.name)
+    assignment = np.random.default_rng(seed).permutation(len(dataset)) % folds
+    predictions = np.zeros((len(dataset), len(router.candidates_)))
+    for f in range(folds):
+        held = np.flatnonzero(assignment == f)
+        clone = _clone(router).fit(embedded.subset(np.flatnonzero(assignment != f)))
+        predictions[held] = clone.predict_quality(embedded.subset(held))
+    return predictions
+
+
+def fit_shrinkage(router: Router, features: np.ndarray, dataset: RoutingDataset, settings: GuardSettings,
+                  notes: list[str]) -> Shrinkage | None:
+    """Fit the shrinkage of a freshly fitted ``router`` (``None``: raw estimates are kept; ``notes`` says why)."""
+    from rag_routing.routers.support import prior_quality
+
+    if callable(getattr(router, "update", None)):
+        notes.append(f"no shrinkage: {type(router).__name__} keeps learning online (update), so weights fitted "
+                     "now would hide what it learns later")
+        return None
+    if len(dataset) < settings.shrinkage_min_rows:
+        notes.append(f"no shrinkage: {len(dataset)} training rows < {settings.shrinkage_min_rows}")
+        return None
+    try:
+        held_out = out_of_fold(router, features, dataset, settings.shrinkage_folds, settings.seed)
+    except Exception as exc:  # a router that cannot be refitted on a fold keeps its raw estimates
+        notes.append(f"no shrinkage: refitting {type(router).__name__} on a fold failed ({exc})")
+        logger.debug("shrinkage skipped for %s", type(router).__name__, exc_info=True)
+        return None
+    shrinkage = fit_weights(held_out, dataset.quality, prior_quality(dataset))
+    shrunk = shrinkage.apply(held_out)
+    raw_score, shrunk_score = routing_score(held_out, dataset), routing_score(shrunk, dataset)
+    known = ~np.isnan(dataset.quality)
+    shrinkage.report = {
+        "routing_raw": raw_score, "routing_shrunk": shrunk_score,
+        "mse_raw": float(np.mean((held_out[known] - dataset.quality[known]) ** 2)),
+        "mse_shrunk": float(np.mean((shrunk[known] - dataset.quality[known]) ** 2)),
+    }
+    if shrunk_score < raw_score:
+        notes.append(f"no shrinkage: held-out routing score {shrunk_score:.4f} with it < {raw_score:.4f} without")
+        return None
+    notes.append(f"shrinkage kept: held-out routing score {shrunk_score:.4f} (raw {raw_score:.4f}), "
+                 f"weights {np.round(shrinkage.weight, 3).tolist()}")
+    return shrinkage
+
+
+__all__ = ["Shrinkage", "fit_shrinkage", "fit_weights", "out_of_fold", "routing_score"]

@@ -1,0 +1,358 @@
+"""Knowing when a router does not know: per-query support p-values and the fallback to the prior choice.
+
+A learned router is only trustworthy near its training data. :class:`SupportEstimator` measures how far a query
+lies from the training queries *in the router's own feature space* — the mean distance to its ``k`` nearest
+training neighbours — and turns that distance into a conformal p-value (split-conformal, Vovk et al. 2005;
+Angelopoulos & Bates 2021): the share of held-out training queries that lie at least as far from the rest of the
+training data. In distribution the p-values are (super-)uniform, so a query with ``p < alpha`` is flagged as *out
+of support* in at most about ``alpha`` of in-distribution queries; a query from a task the router never saw gets
+p-values near ``1 / (n_calibration + 1)``.
+
+Every guarded router (see :class:`GuardSettings`) goes through the one shared path of
+:meth:`rag_routing.routers.base.Router.predict_quality`: its quality estimates are first shrunk
+(:mod:`rag_routing.routers.shrinkage`), then each out-of-support row is replaced by the *prior*: every
+candidate's training-mean quality. The shared rule ``argmax S - λC s.t. C <= B`` then picks, for that query, the
+best fixed candidate under the same λ and budget, and :meth:`Router.route` says so in the decision's reason
+(``metadata["support_p"]``, ``metadata["out_of_support"]``). :func:`force_prior` sends *every* query to the prior
+(the drift monitor of :mod:`rag_routing.routers.drift` uses it).
+
+Online routers (bandits, which keep learning) and routers that read no query features are not guarded.
+
+Example:
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> train = rng.normal(size=(300, 8))
+    >>> est = SupportEstimator(k=5, seed=0).fit(train)
+    >>> inside = est.p_values(rng.normal(size=(200, 8)))
+    >>> outside = est.p_values(rng.normal(loc=4.0, size=(200, 8)))
+    >>> bool((inside < 0.05).mean() < 0.1), bool((outside < 0.05).mean() > 0.9)
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rag_routing.errors import CorruptStateError, InvalidInputError, NotFittedError
+
+if TYPE_CHECKING:
+    from rag_routing.decision import RoutingDecision
+    from rag_routing.evaluation.dataset import RoutingDataset
+    from rag_routing.routers.base import Router
+
+logger = logging.getLogger(__name__)
+
+#: Rows handled per block of the pairwise-distance computation (bounds memory at ~ CHUNK x reference floats).
+CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    """How a router guards its decisions; set ``router.guards = GuardSettings(...)`` before ``fit``.
+
+    Attributes:
+        support: fit a :class:`SupportEstimator` and fall back to the prior for out-of-support queries.
+        alpha: a query whose support p-value is below ``alpha`` is out of support.
+        k: neighbours averaged in the distance score.
+        n_folds: held-out folds of the conformal calibration.
+        max_reference: training queries kept as the reference set (a seeded sample beyond it).
+        shrinkage: fit per-candidate shrinkage toward the training mean on held-out folds
+            (:mod:`rag_routing.routers.shrinkage`); it is kept only if it does not lower held-out routing quality.
+        shrinkage_folds: folds of that fit (each refits the router once).
+        shrinkage_min_rows: fewer training rows than this: no shrinkage (too little to fit it on).
+        seed: fold assignment and reference sampling.
+    """
+
+    support: bool = True
+    alpha: float = 0.01
+    k: int = 5
+    n_folds: int = 5
+    max_reference: int = 5000
+    shrinkage: bool = True
+    shrinkage_folds: int = 3
+    shrinkage_min_rows: int = 60
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < float(self.alpha) < 1.0:
+            raise InvalidInputError(f"alpha must be in (0, 1), got {self.alpha!r}")
+        for name, low in (("k", 1), ("n_folds", 2), ("max_reference", 10), ("shrinkage_folds", 2),
+                          ("shrinkage_min_rows", 2)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise InvalidInputError(f"{name} must be an integer >= {low}, got {value!r}")
+
+    @classmethod
+    def off(cls) -> GuardSettings:
+        """No support estimate and no shrinkage (the router's raw estimates, as before)."""
+        return cls(support=False, shrinkage=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _pairwise_sq(A: np.ndarray, B: np.ndarray, b_sq: np.ndarray) -> np.ndarray:
+    a_sq = (A * A).sum(axis=1)[:, None]
+    return np.maximum(a_sq + b_sq[None, :] - 2.0 * (A @ B.T), 0.0)
+
+
+def knn_distance(queries: np.ndarray, reference: np.ndarray, k: int, exclude_self: bool = False) -> np.ndarray:
+    """Mean Euclidean distance of each query row to its ``k`` nearest ``reference`` rows (chunked)."""
+    Q = np.asarray(queries, dtype=np.float64)
+    R = np.asarray(reference, dtype=np.float64)
+    k = max(1, min(int(k), R.shape[0] - int(exclude_self)))
+    r_sq = (R * R).sum(axis=1)
+    out = np.empty(Q.shape[0])
+    for start in range(0, Q.shape[0], CHUNK):
+        D = _pairwise_sq(Q[start:start + CHUNK], R, r_sq)
+        kk = k + int(exclude_self)
+        part = np.partition(D, kk - 1, axis=1)[:, :kk] if kk < D.shape[1] else D
+        part = np.sort(part, axis=1)[:, int(exclude_self):kk]
+        out[start:start + CHUNK] = np.sqrt(part).mean(axis=1)
+    return out
+
+
+class SupportEstimator:
+    """Distance to the training data in a feature space, calibrated into conformal p-values (module docstring).
+
+    Parameters:
+        k: neighbours averaged in the nonconformity score (mean distance to the ``k`` nearest training rows).
+        n_folds: folds of the calibration: each training row is scored against the other folds.
+        max_reference: at most this many training rows are kept as the reference set; the rows left out
+            are the calibration set (plain split-conformal).
+        seed: folds and sampling.
+    """
+
+    def __init__(self, k: int = 5, n_folds: int = 5, max_reference: int = 5000, max_calibration: int = 2000,
+                 seed: int = 0):
+        self.k, self.n_folds, self.max_reference = int(k), int(n_folds), int(max_reference)
+        self.max_calibration, self.seed = int(max_calibration), int(seed)
+
+    def _prepare(self, F: np.ndarray) -> np.ndarray:
+        return (np.asarray(F, dtype=np.float64) - self.center_) / self.scale_
+
+    def fit(self, features: np.ndarray) -> SupportEstimator:
+        """Learn the reference set and the calibration scores from ``(n, d)`` training features."""
+        F = np.asarray(features, dtype=np.float64)
+        if F.ndim != 2 or F.shape[0] < 3 or not np.isfinite(F).all():
+            raise InvalidInputError("a support estimate needs a finite (n >= 3, d) feature matrix")
+        norms = np.linalg.norm(F, axis=1)
+        if np.allclose(norms, 1.0, atol=1e-3):  # unit-norm embeddings: Euclidean = cosine geometry, keep it
+            self.center_, self.scale_ = np.zeros(F.shape[1]), np.ones(F.shape[1])
+        else:  # features on different scales (e.g. probe statistics): standardise each
+            std = F.std(axis=0)
+            self.center_, self.scale_ = F.mean(axis=0), np.where(std > 1e-12, std, 1.0)
+        Z = self._prepare(F)
+        rng = np.random.default_rng(self.seed)
+        order = rng.permutation(Z.shape[0])
+        if Z.shape[0] > self.max_reference:  # split-conformal: score held-out rows against the reference
+            self.reference_ = Z[np.sort(order[: self.max_reference])]
+            held = order[self.max_reference:][: self.max_calibration]
+            calibration = knn_distance(Z[held], self.reference_, self.k)
+        else:  # cross-fitted: every row against the other folds (a slightly smaller reference: conservative)
+            self.reference_ = Z
+            folds = np.empty(Z.shape[0], dtype=np.int64)
+            folds[order] = np.arange(Z.shape[0]) % min(self.n_folds, Z.shape[0])
+            calibration = np.empty(Z.shape[0])
+            for f in np.unique(folds):
+                held = folds == f
+                calibration[held] = knn_distance(Z[held], Z[~held], self.k)
+        self.calibration_ = np.sort(calibration)
+        return self
+
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "calibration_")
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """Nonconformity of each row: mean distance to its ``k`` nearest reference rows."""
+        if not self.is_fitted:
+            raise NotFittedError("SupportEstimator is not fitted; call fit(features) first")
+        F = np.asarray(features, dtype=np.float64)
+        if F.ndim == 1:
+            F = F[None, :]
+        if F.ndim != 2 or F.shape[1] != self.reference_.shape[1]:
+            raise InvalidInputError(f"features have shape {F.shape}; the support estimate was fitted on "
+                                    f"{self.reference_.shape[1]} dimensions")
+        return knn_distance(self._prepare(F), self.reference_, self.k)
+
+    def p_values(self, features: np.ndarray) -> np.ndarray:
+        """Conformal p-value per row: ``(1 + #{calibration scores >= score}) / (n_calibration + 1)``."""
+        s = self.scores(features)
+        at_least = self.calibration_.size - np.searchsorted(self.calibration_, s, side="left")
+        return (1.0 + at_least) / (self.calibration_.size + 1.0)
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return ({"k": self.k, "n_folds": self.n_folds, "max_reference": self.max_reference,
+                 "max_calibration": self.max_calibration, "seed": self.seed},
+                {"center": self.center_, "scale": self.scale_, "reference": self.reference_.astype(np.float32),
+                 "calibration": self.calibration_})
+
+    @classmethod
+    def from_state(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> SupportEstimator:
+        est = cls(**{k: int(v) for k, v in config.items()})
+        est.center_ = np.asarray(arrays["center"], dtype=np.float64)
+        est.scale_ = np.asarray(arrays["scale"], dtype=np.float64)
+        est.reference_ = np.asarray(arrays["reference"], dtype=np.float64)
+        est.calibration_ = np.asarray(arrays["calibration"], dtype=np.float64)
+        if est.reference_.ndim != 2 or est.center_.shape != (est.reference_.shape[1],):
+            raise CorruptStateError("saved support estimate has mismatched shapes")
+        return est
+
+
+@dataclass
+class GuardState:
+    """What a guarded router learned in ``fit``: the prior, the support estimate and the shrinkage."""
+
+    prior: np.ndarray
+    #: Candidate names at fit time: a candidate added later (``add_candidate``) is left unguarded.
+    candidates: list[str] = field(default_factory=list)
+    support: SupportEstimator | None = None
+    shrinkage: Any = None  # rag_routing.routers.shrinkage.Shrinkage | None
+    #: True: every query goes to the prior (set by :func:`force_prior`, e.g. by a drift alarm).
+    forced: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def guarded(router: Router) -> bool:
+    """Whether ``router`` gets the support/shrinkage guards: it reads query features and is not a bandit (a
+    bandit keeps learning online and explores on purpose)."""
+    from rag_routing.routers.bandits.base import BanditRouter
+
+    return bool(router.uses_features) and not isinstance(router, BanditRouter)
+
+
+def prior_quality(dataset: RoutingDataset) -> np.ndarray:
+    """Each candidate's training-mean quality (0 where none is known): the estimate of a router without signal."""
+    return np.nan_to_num(dataset.mean_quality(), nan=0.0)
+
+
+def fit_guards(router: Router, features: np.ndarray | None, dataset: RoutingDataset) -> None:
+    """Called by ``Router.fit`` after ``_fit``: learn the prior, the support estimate and the shrinkage."""
+    settings: GuardSettings = router.guards
+    state = GuardState(prior=prior_quality(dataset), candidates=list(dataset.candidates))
+    if guarded(router) and features is not None:
+        if settings.support and len(dataset) >= 3:
+            state.support = SupportEstimator(k=settings.k, n_folds=settings.n_folds,
+                                             max_reference=settings.max_reference, seed=settings.seed).fit(features)
+        if settings.shrinkage:
+            from rag_routing.routers.shrinkage import fit_shrinkage
+
+            state.shrinkage = fit_shrinkage(router, features, dataset, settings, state.notes)
+    router.guards_ = state
+
+
+def guard_state(router: Router) -> GuardState | None:
+    return getattr(router, "guards_", None)
+
+
+def support_p_values(router: Router, features: np.ndarray | None, n: int) -> np.ndarray:
+    """``(n,)`` p-values; NaN where the router has no support estimate."""
+    state = guard_state(router)
+    if state is None or state.support is None or features is None:
+        return np.full(n, np.nan)
+    return state.support.p_values(features)
+
+
+def apply_guards(router: Router, S: np.ndarray, features: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The shared path: shrink, then replace out-of-support (or all, when forced) rows by the prior.
+
+    Returns ``(quality, p_values)`` (p-values NaN where unknown)."""
+    p = support_p_values(router, features, S.shape[0])
+    state = guard_state(router)
+    if state is None:
+        return S, p
+    # Align with the router's current candidates (add_candidate / remove_candidate change them after fit).
+    names = list(router.candidates_)
+    at = {c: i for i, c in enumerate(state.candidates or names)}
+    cols = np.array([at.get(c, -1) for c in names])
+    known = cols >= 0
+    S = np.array(S, dtype=np.float64)
+    if state.shrinkage is not None and known.any():
+        S[:, known] = state.shrinkage.apply(S[:, known], cols[known])
+    out = (p < router.guards.alpha) if not state.forced else np.ones(S.shape[0], dtype=bool)
+    if out.any() and known.any():
+        S[np.ix_(out, np.flatnonzero(known))] = state.prior[cols[known]]
+    return S, p
+
+
+def annotate(router: Router, decisions: list[RoutingDecision], p: np.ndarray) -> list[RoutingDecision]:
+    """Say in each decision whether it was in support, and why it fell back when it was not."""
+    state = guard_state(router)
+    alpha = router.guards.alpha
+    for decision, value in zip(decisions, p.tolist()):
+        known = not np.isnan(value)
+        decision.metadata["support_p"] = float(value) if known else None
+        out = known and value < alpha
+        decision.metadata["out_of_support"] = bool(out)
+        if state is not None and state.forced:
+            decision.metadata["prior_forced"] = True
+            decision.reason = ("fallback forced (drift alarm): training-mean quality of every candidate, i.e. the "
+                               "best fixed candidate under this λ and budget; " + decision.reason)
+        elif out:
+            decision.reason = (f"out of support (p = {value:.3g} < α = {alpha:g}: far from the training queries): "
+                               "fell back to the training-mean quality of every candidate, i.e. the best fixed "
+                               "candidate under this λ and budget; " + decision.reason)
+    return decisions
+
+
+def force_prior(router: Router, on: bool = True) -> None:
+    """Send every query of ``router`` to the prior choice (``on=False`` restores per-query routing)."""
+    state = guard_state(router)
+    if state is None:
+        raise NotFittedError(f"{type(router).__name__} has no fitted guards; fit it first")
+    state.forced = bool(on)
+
+
+def guards_to_state(router: Router) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The guards as (JSON-able config, arrays) for ``Router.to_state``."""
+    config: dict[str, Any] = {"settings": router.guards.to_dict()}
+    state = guard_state(router)
+    if state is None:
+        return config, {}
+    arrays: dict[str, np.ndarray] = {"prior": state.prior}
+    config["forced"], config["candidates"] = state.forced, list(state.candidates)
+    if state.support is not None:
+        s_config, s_arrays = state.support.get_state()
+        config["support"] = s_config
+        arrays.update({f"support.{k}": v for k, v in s_arrays.items()})
+    if state.shrinkage is not None:
+        k_config, k_arrays = state.shrinkage.get_state()
+        config["shrinkage"] = k_config
+        arrays.update({f"shrinkage.{k}": v for k, v in k_arrays.items()})
+    return config, arrays
+
+
+def guards_from_state(router: Router, config: dict[str, Any] | None, arrays: dict[str, np.ndarray]) -> None:
+    """Restore what :func:`guards_to_state` wrote (older files without guards load unguarded)."""
+    if not config:
+        return
+    router.guards = GuardSettings(**config.get("settings", {}))
+    if "prior" not in arrays:
+        return
+    state = GuardState(prior=np.asarray(arrays["prior"], dtype=np.float64), forced=bool(config.get("forced")),
+                       candidates=[str(c) for c in config.get("candidates", router.candidates_)])
+    part = {k[len("support."):]: v for k, v in arrays.items() if k.startswith("support.")}
+    if "support" in config:
+        state.support = SupportEstimator.from_state(config["support"], part)
+    if "shrinkage" in config:
+        from rag_routing.routers.shrinkage import Shrinkage
+
+        part = {k[len("shrinkage."):]: v for k, v in arrays.items() if k.startswith("shrinkage.")}
+        state.shrinkage = Shrinkage.from_state(config["shrinkage"], part)
+    router.guards_ = state
+
+
+def with_settings(router: Router, **changes: Any) -> Router:
+    """Set ``router.guards`` to a copy of its settings with ``changes``; returns the router (for chaining)."""
+    router.guards = replace(router.guards, **changes)
+    return router
+
+
+__all__ = ["GuardSettings", "GuardState", "SupportEstimator", "knn_distance", "fit_guards", "apply_guards",
+           "annotate", "force_prior", "guarded", "prior_quality", "support_p_values", "guards_to_state",
+           "guards_from_state", "with_settings"]
