@@ -287,7 +287,15 @@ class PrecomputedFeaturizer:
 
 
 def featurizer_from_state(config: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
-    """Rebuild a featurizer saved with ``get_state`` (no code is executed from the file)."""
+    """Rebuild a featurizer saved with ``get_state`` (no code is executed from the file). A model it names must
+    be allowed (:mod:`rag_routing.allowed_models`): checked here, before anything is loaded."""
+    from rag_routing.allowed_models import check_model_allowed
+
+    if not isinstance(config, dict):
+        raise CorruptStateError(f"saved featurizer state is not an object: {type(config).__name__}")
+    for key in ("model", "path", "model_path"):
+        if key in config:
+            check_model_allowed(config[key], f"the saved featurizer ({key!r})")
     kind = config.get("type")
     if kind == "sentence_transformer":
         return SentenceTransformerEmbedder(model=str(config["model"]), batch_size=int(config.get("batch_size", 64)))

@@ -51,6 +51,11 @@ class CorruptStateError(RagRoutingError):
     """A saved router, ledger or cache file is unreadable, truncated or was tampered with."""
 
 
+class ModelNotAllowedError(CorruptStateError):
+    """A loaded file names a model (a path or hub id) the caller did not allow; nothing was loaded. Pass it
+    explicitly, e.g. ``Router.load(path, allowed_models=[...])``, if you trust it."""
+
+
 class MissingDependencyError(RagRoutingError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
@@ -101,6 +106,7 @@ __all__ = [
     "JudgeReplyError",
     "MissingDependencyError",
     "SandboxUnavailableError",
+    "ModelNotAllowedError",
     "StoreBusyError",
     "StateLostError",
     "DuplicateEntryError",

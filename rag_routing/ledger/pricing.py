@@ -30,6 +30,7 @@ from typing import Any
 
 from rag_routing.candidates import Pricing
 from rag_routing.errors import CorruptStateError, InvalidInputError, UnknownPriceError
+from rag_routing.json_input import read_json_file
 
 ZERO_PRICE = Pricing(input_per_mtok=0.0, output_per_mtok=0.0)
 
@@ -110,10 +111,9 @@ class PriceTable:
     @classmethod
     def from_json(cls, path: str | Path) -> PriceTable:
         """Load a table in the shipped format (``{"as_of": ..., "models": {name: {"input":, "output":}}}``)."""
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise CorruptStateError(f"price table {str(path)!r} is not valid JSON: {exc}") from exc
+        data = read_json_file(path, f"price table {str(path)!r}", error=CorruptStateError)
+        if not isinstance(data, Mapping):
+            raise CorruptStateError(f"price table {str(path)!r} is not a JSON object")
         return cls.from_dict(data)
 
     @classmethod

@@ -18,11 +18,11 @@ Example:
 from __future__ import annotations
 
 import csv
-import json
 import os
 from pathlib import Path
 
 from rag_routing.errors import DatasetFormatError, InvalidInputError
+from rag_routing.json_input import parse_json
 from rag_routing.retrieval.documents import Document
 
 
@@ -42,8 +42,8 @@ def load_corpus(path: str | os.PathLike[str]) -> list[Document]:
             if not line.strip():
                 continue
             try:
-                docs.append(Document.from_dict(json.loads(line)))
-            except (json.JSONDecodeError, InvalidInputError) as exc:
+                docs.append(Document.from_dict(parse_json(line, f"{source}:{line_no}")))
+            except InvalidInputError as exc:
                 raise DatasetFormatError(f"{source}:{line_no}: not a BEIR document ({exc})") from exc
     return docs
 
@@ -57,9 +57,9 @@ def load_queries(path: str | os.PathLike[str], text_field: str = "text") -> dict
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = parse_json(line, f"{source}:{line_no}")
                 queries[str(record["_id"])] = str(record[text_field])
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            except (KeyError, TypeError) as exc:
                 raise DatasetFormatError(f"{source}:{line_no}: expected {{'_id', {text_field!r}}} ({exc})") from exc
     return queries
 

@@ -2,7 +2,8 @@
 
 A saved router is one ``.npz`` file written atomically (temporary file + ``os.replace``) and read with
 ``allow_pickle=False``: a JSON document (class, config, featurizer) plus plain numeric arrays. Loading a file
-never executes code from it.
+never executes code from it, and reads nothing before the file has passed the size, compression-ratio and
+array-header limits of :func:`rag_routing.array_blobs.check_archive` (1 GiB by default: ``max_bytes=``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from rag_routing.array_blobs import MAX_ARCHIVE_BYTES, check_archive
 from rag_routing.errors import CorruptStateError, InvalidInputError
+from rag_routing.json_input import parse_json
 
 FORMAT_VERSION = 1
 _META_KEY = "__meta__"
@@ -59,18 +62,28 @@ def write_state(path: str | os.PathLike[str], meta: dict[str, Any], arrays: dict
     return target
 
 
-def read_state(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Read a file written by :func:`write_state`; anything malformed raises :class:`CorruptStateError`."""
+def read_state(path: str | os.PathLike[str], max_bytes: int = MAX_ARCHIVE_BYTES
+               ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read a file written by :func:`write_state`; anything malformed, or larger than ``max_bytes`` on disk or
+    unpacked, raises :class:`CorruptStateError`."""
     source = Path(path)
     if not source.exists() and source.suffix != ".npz" and source.with_name(source.name + ".npz").exists():
         source = source.with_name(source.name + ".npz")
     if not source.exists():
         raise InvalidInputError(f"no saved router at {source}")
     try:
+        size = source.stat().st_size
+        if size > max_bytes:
+            raise CorruptStateError(f"{source}: {size:,} bytes is over the limit of {max_bytes:,}; pass a larger "
+                                    "max_bytes if you trust this file")
         data = source.read_bytes()
+        check_archive(data, str(source), max_bytes)
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
-        meta = json.loads(arrays.pop(_META_KEY).tobytes().decode("utf-8"))
+        meta = parse_json(arrays.pop(_META_KEY).tobytes().decode("utf-8"), f"{source} (its description)",
+                          error=CorruptStateError)
+    except CorruptStateError:
+        raise
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError, EOFError, NotImplementedError,
             RuntimeError, zlib.error) as exc:
         raise CorruptStateError(f"{source} is not a readable saved router ({exc.__class__.__name__}: {exc})") from exc
@@ -79,4 +92,4 @@ def read_state(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, 
     return meta, arrays
 
 
-__all__ = ["write_state", "read_state", "FORMAT_VERSION"]
+__all__ = ["write_state", "read_state", "FORMAT_VERSION", "MAX_ARCHIVE_BYTES"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rag_routing.errors import InvalidInputError
+from rag_routing.json_input import read_json_file
 
 _FIELDS = {"principal", "max_usd", "max_tokens", "max_seconds", "max_kwh"}
 
@@ -77,10 +77,7 @@ def _limit(token_label: str, name: str, value: Any) -> float | None:
 def load_api_keys(source: str | Path | Mapping[str, Any]) -> ApiKeys:
     """Keys from a JSON file path or a mapping (see the module docstring); a malformed entry is an error."""
     if isinstance(source, (str, Path)):
-        try:
-            data = json.loads(Path(source).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidInputError(f"cannot read the API keys file {str(source)!r}: {exc}") from exc
+        data = read_json_file(source, f"the API keys file {str(source)!r}", error=InvalidInputError)
     else:
         data = source
     if not isinstance(data, Mapping) or not data:

@@ -5,13 +5,13 @@ file."""
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from rag_routing.errors import DatasetFormatError, InvalidInputError
+from rag_routing.json_input import parse_json, read_json_file
 
 #: File RouteLLM writes with the benchmark prompts that also appear in its training data.
 CONTAMINATED_FILE = "contaminated_prompts.jsonl"
@@ -54,10 +54,7 @@ def read_csv_header(path: Path) -> list[str]:
 
 
 def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetFormatError(f"{path}: not valid JSON ({exc})") from exc
+    return read_json_file(path)
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
@@ -66,10 +63,7 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
         with path.open(encoding="utf-8") as handle:
             for number, line in enumerate(handle, start=1):
                 if line.strip():
-                    try:
-                        yield number, json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise DatasetFormatError(f"{path}, line {number}: not valid JSON ({exc})") from exc
+                    yield number, parse_json(line, f"{path}, line {number}")
     except UnicodeDecodeError as exc:
         raise DatasetFormatError(f"{path}: not UTF-8 text ({exc})") from exc
 

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from rag_routing.allowed_models import allow_models
 from rag_routing.embeddings import TfidfFeaturizer, featurizer_from_state, make_featurizer
 from rag_routing.errors import CorruptStateError, InvalidInputError, NotFittedError
 from rag_routing.routers.judges.answer_text import answer_key, looks_like_choices
@@ -267,13 +268,15 @@ class AnswerScorerJudge(Judge):
         return write_state(path, *self.get_state())
 
     @classmethod
-    def load(cls, path: str | Path) -> AnswerScorerJudge:
-        """Load a judge written by :meth:`save`."""
+    def load(cls, path: str | Path, *, allowed_models: Sequence[str] | None = None) -> AnswerScorerJudge:
+        """Load a judge written by :meth:`save`; its embedder may be only the packaged model or one in
+        ``allowed_models`` (see :mod:`rag_routing.allowed_models`)."""
         meta, arrays = read_state(path)
         try:
-            return cls.from_state(meta, arrays)
+            with allow_models(allowed_models):
+                return cls.from_state(meta, arrays)
         except CorruptStateError as exc:
-            raise CorruptStateError(f"{path}: {exc}") from exc
+            raise type(exc)(f"{path}: {exc}") from exc
 
 
 def _featurizer(spec: Any) -> Any:
