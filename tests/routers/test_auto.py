@@ -104,3 +104,19 @@ def test_two_candidates_use_apgr_and_fixed_is_half():
     assert perfect > 0.7                                               # RouteLLM's binned curve of a 0/1 score
     router = _auto(routers=["knn"]).fit(data)
     assert router.explain()["criterion"] == "apgr" and router.chosen_ == "knn"
+
+
+def test_auto_is_the_default_of_stage_routers_and_router_runnable():
+    from rag_routing.stages.fitting import default_stage_router
+
+    assert isinstance(default_stage_router(), AutoRouter)
+    pytest.importorskip("langchain_core")
+    from langchain_core.runnables import RunnableLambda
+
+    from rag_routing.integrations.langchain.router_runnable import RouterRunnable
+
+    node = RouterRunnable(runnables={c: RunnableLambda(lambda x, c=c: c) for c in ["a", "b", "c"]})
+    assert isinstance(node.router, AutoRouter) and not node.router.is_fitted
+    node.router.featurizer, node.router.routers = "tfidf", [{"router": "knn"}]
+    assert node.fit(_noise()) is node and node.router.chosen_ == "fixed"
+    assert node.invoke("x y z") == "c"                                 # the best fixed candidate at λ = 0
