@@ -31,7 +31,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from rag_routing.array_blobs import Arrays, decode_arrays, encode_arrays
-from rag_routing.sqlite_connection import connect_shared
+from rag_routing.sqlite_connection import connect_shared, sqlite_errors
 
 UpdateFn = Callable[[Arrays | None], Mapping[str, np.ndarray]]
 
@@ -128,12 +128,12 @@ class SQLiteBanditStore:
                            (key, encode_arrays(arrays), version, time.time()))
 
     def get(self, key: str) -> Arrays | None:
-        with self._lock:
+        with self._lock, sqlite_errors(self.path, "bandit store"):
             return self._read(key)[0]
 
     def version(self, key: str) -> int:
         """Number of writes to ``key`` so far (0 when absent): a cheap way to tell whether it changed."""
-        with self._lock:
+        with self._lock, sqlite_errors(self.path, "bandit store"):
             row = self._conn.execute("SELECT version FROM bandit_state WHERE key = ?", (key,)).fetchone()
         return 0 if row is None else int(row[0])
 
@@ -141,7 +141,9 @@ class SQLiteBanditStore:
         self.update(key, lambda _current: arrays)
 
     def update(self, key: str, fn: UpdateFn) -> Arrays:
-        with self._lock:
+        """Replace the arrays under ``key`` by ``fn(current)`` atomically; a lock held past ``timeout`` raises
+        the retryable :class:`~rag_routing.errors.StoreBusyError` (nothing written)."""
+        with self._lock, sqlite_errors(self.path, "bandit store"):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 current, version = self._read(key)
@@ -154,7 +156,7 @@ class SQLiteBanditStore:
             return result
 
     def delete(self, key: str) -> None:
-        with self._lock:
+        with self._lock, sqlite_errors(self.path, "bandit store"):
             self._conn.execute("DELETE FROM bandit_state WHERE key = ?", (key,))
 
     def close(self) -> None:
