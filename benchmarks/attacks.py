@@ -1,6 +1,7 @@
 """Confounder gadgets (Shafran et al. 2025) against every learned router, before and after each defence.
 
-Run: ``python benchmarks/attacks.py [--data ../shared/data] [--routers knn,mf,...] [--quick] [--json OUT]``.
+Run: ``python benchmarks/attacks.py [--data ../shared/data] [--routers knn,mf,...] [--keys 10,100]
+[--poison-seeds 5] [--quick] [--json OUT]``.
 
 On RouteLLM MMLU (Mixtral-8x7B vs GPT-4; a few hundred queries; TF-IDF-LSA features so nothing heavy
 loads): each router is fitted on the training queries with λ calibrated so that half of them go to GPT-4.
@@ -15,6 +16,16 @@ attacked query), and what each guard costs honest traffic (share of clean held-o
 * ``filter``: :class:`GadgetFilter` (bigram perplexity scan, 1 % false-positive rate), stripping the run;
 * ``all``: the three together;
 * ``filter/adaptive``: a second gadget optimised against the filter too (objective minus its statistic).
+
+Many keys (``--keys 1,10,100``): the attacked queries are sent round-robin by that many fresh keys. Every
+defence then runs behind a :class:`NewKeyPool` (keys without standing act as one principal): honest users
+(20 keys) built standing before the attack by sending the calibration queries over two simulated days, and the
+clean traffic is theirs. ``all/per-key`` is the same defence without the pool (the issue's finding: per-key
+limits do nothing against many keys). ``new honest`` is the share of clean routes changed for honest keys that
+are themselves new during the attack (they share the pool's limits: the price of the damping).
+
+Poisoning (``--poison-seeds 5``): :func:`feedback_campaign` on an epsilon-greedy bandit, 2,000 poisoned updates
+from 1 / 10 / 100 keys after two days of honest feedback, per-key rate limit vs. the pool.
 """
 
 from __future__ import annotations
@@ -42,11 +53,15 @@ from rag_routing.security import (  # noqa: E402
     ExpensiveRouteQuota,
     GadgetFilter,
     GuardedRouter,
+    NewKeyPool,
     RoutingShiftAlarm,
     common_tokens,
     flip_report,
     search_gadget,
 )
+from rag_routing.security.poisoning import DAY, SimulatedClock, feedback_campaign  # noqa: E402
+
+HONEST_KEYS = [f"user-{i}" for i in range(20)]
 
 ROUTERS = ("knn", "cluster", "sw_ranking", "elo", "mf", "classifier", "regressor")
 
@@ -66,22 +81,38 @@ class Split:
         self.clean_log = [q for i, q in enumerate(full.queries) if i not in test_rows]
 
 
-def defences(router: Any, cal: RoutingDataset, n_test: int, lm_filter: GadgetFilter) -> dict[str, GuardedRouter]:
-    """Fresh guards (they keep per-principal state) around ``router``."""
+def defences(router: Any, cal: RoutingDataset, n_test: int, lm_filter: GadgetFilter,
+             pooled: bool = False) -> dict[str, GuardedRouter]:
+    """Fresh guards (they keep per-principal state) around ``router``.
+
+    ``pooled``: each defence sits behind a :class:`NewKeyPool` on a simulated clock, and honest users build
+    standing first (the calibration queries, round-robin over :data:`HONEST_KEYS`, over two days); the clock
+    then stands at the attack's start, past every quota window of the warm-up."""
     share = float((router.route_indices(cal) == int(np.argmax(router.mean_cost_))).mean())
     quota = int(math.ceil(share * n_test * 1.2))
+    clock = SimulatedClock()
 
     def alarm() -> RoutingShiftAlarm:
         return RoutingShiftAlarm(window=50, min_requests=20, alpha=1e-3, action="downgrade")
 
+    def guarded(guards: list[Any]) -> GuardedRouter:
+        pool = NewKeyPool(min_requests=5, min_age_seconds=3600, clock=clock) if pooled else None
+        return GuardedRouter(router, guards, identities=pool)
+
     built = {
-        "quota": GuardedRouter(router, [ExpensiveRouteQuota(quota, 3600)]),
-        "alarm": GuardedRouter(router, [alarm()]),
-        "filter": GuardedRouter(router, [lm_filter]),
-        "all": GuardedRouter(router, [lm_filter, alarm(), ExpensiveRouteQuota(quota, 3600)]),
+        "quota": guarded([ExpensiveRouteQuota(quota, 3600, clock=clock)]),
+        "alarm": guarded([alarm()]),
+        "filter": guarded([lm_filter]),
+        "all": guarded([lm_filter, alarm(), ExpensiveRouteQuota(quota, 3600, clock=clock)]),
     }
-    for guarded in built.values():
-        guarded.prepare(cal)
+    for defended in built.values():
+        defended.prepare(cal)
+    if pooled:
+        for defended in built.values():
+            for i, query in enumerate(cal.queries):
+                clock.now = i * 2 * DAY / len(cal.queries)
+                defended.route_one(query, principal=HONEST_KEYS[i % len(HONEST_KEYS)])
+        clock.now = 3 * DAY
     return built
 
 
@@ -100,6 +131,20 @@ def attack(name: str, split: Split, vocab: list[str], lm_filter: GadgetFilter,
     rows = [flip_report(router, test.queries, found.gadget).to_dict()]
     for label, guarded in defences(router, split.cal, len(test), lm_filter).items():
         rows.append(flip_report(router, test.queries, found.gadget, defence=guarded, defence_name=label).to_dict())
+    for n_keys in args.keys:
+        keys = [f"attacker-{i}" for i in range(n_keys)]
+        for label, guarded in defences(router, split.cal, len(test), lm_filter, pooled=True).items():
+            row = flip_report(router, test.queries, found.gadget, defence=guarded, defence_name=f"{label}",
+                              attacker=keys, benign=HONEST_KEYS).to_dict()
+            if label == "all":
+                newcomers = [f"newcomer-{i}" for i in range(len(test))]
+                reference = router.route_indices(test.queries)
+                routed = [guarded.route_one(q, principal=k).index for q, k in zip(test.queries, newcomers)]
+                row["new_honest_changed"] = float((np.array(routed) != reference).mean())
+            rows.append({**row, "keys": n_keys, "pooled": True})
+        per_key = defences(router, split.cal, len(test), lm_filter)["all"]
+        rows.append({**flip_report(router, test.queries, found.gadget, defence=per_key, defence_name="all/per-key",
+                                   attacker=keys).to_dict(), "keys": n_keys, "pooled": False})
     if not args.quick:
         # The adaptive attacker knows the filter: the objective pays for the filter's statistic.
         scale = max(1e-6, float(np.std(router.score(split.cal))))
@@ -132,6 +177,42 @@ def table(rows: list[dict[str, Any]], field: str, title: str, second: str | None
     return "\n".join(lines)
 
 
+def many_keys_table(rows: list[dict[str, Any]]) -> str:
+    """Flip rate (clean routes changed for established honest keys; for new honest keys) per number of keys."""
+    labels = list(dict.fromkeys(r["defence"] for r in rows))
+    lines = ["many keys: flip rate under attack (clean routes changed: established honest keys / new honest keys)",
+             f"{'router':<12}{'keys':>6}" + "".join(f"{label:>20}" for label in labels)]
+    for router in dict.fromkeys(r["router"] for r in rows):
+        for n_keys in dict.fromkeys(r["keys"] for r in rows):
+            cells = {r["defence"]: r for r in rows if r["router"] == router and r["keys"] == n_keys}
+            line = f"{router:<12}{n_keys:>6}"
+            for label in labels:
+                r = cells.get(label)
+                extra = f"/{r['new_honest_changed']:.0%}" if r is not None and "new_honest_changed" in r else ""
+                line += f"{'-':>20}" if r is None else f"{r['flip_rate']:>8.0%} ({r['clean_changed']:.0%}{extra})".rjust(20)
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def poisoning(seeds: int) -> tuple[str, list[dict[str, Any]]]:
+    """Feedback campaigns from 1 / 10 / 100 keys, per-key rate limit vs. the pool, over ``seeds`` seeds."""
+    reports = []
+    for n_keys in (1, 10, 100):
+        for pooled in (False, True):
+            pool = (lambda clock: NewKeyPool(min_requests=10, min_age_seconds=3600, clock=clock)) if pooled else None
+            reports += [feedback_campaign(seed=seed, n_keys=n_keys, identities=pool).to_dict() for seed in range(seeds)]
+    lines = [f"feedback poisoning (2,000 poisoned updates in one hour after two days of honest feedback; {seeds} seeds)",
+             f"{'keys':>5} {'defence':<14}{'flipped':>9}{'poison rejected':>17}{'honest rejected (day 2)':>25}"]
+    for n_keys in (1, 10, 100):
+        for pooled in (False, True):
+            rs = [r for r in reports if r["n_keys"] == n_keys and r["defended"] == pooled]
+            lines.append(f"{n_keys:>5} {'pool' if pooled else 'per-key only':<14}"
+                         f"{sum(r['flipped'] for r in rs):>5} / {len(rs)}"
+                         f"{np.mean([r['poison_rejected'] / r['poison_sent'] for r in rs]):>17.1%}"
+                         f"{np.mean([r['honest_rejected_day2'] / r['honest_sent_day2'] for r in rs]):>25.1%}")
+    return "\n".join(lines), reports
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
@@ -145,8 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="no adaptive attack")
+    parser.add_argument("--keys", default="10,100", help="attacker key counts for the many-keys rows ('' = none)")
+    parser.add_argument("--poison-seeds", type=int, default=5, help="seeds of the feedback-poisoning runs (0 = skip)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    args.keys = [int(k) for k in args.keys.split(",") if k.strip()]
+    if any(k < 1 for k in args.keys) or args.poison_seeds < 0:
+        parser.error("--keys takes positive integers and --poison-seeds a count >= 0")
     started = time.perf_counter()
     split = Split(args.data, args.n_train, args.n_cal, args.n_test, args.seed)
     vocab = common_tokens(split.train.queries, 1000)
@@ -156,11 +242,20 @@ def main(argv: list[str] | None = None) -> int:
         done = attack(name, split, vocab, lm_filter, args)
         rows += done
         print(f"{name}: {done[-1]['seconds']} s; gadget {done[0]['gadget']!r}", file=sys.stderr, flush=True)
-    print(table(rows, "flip_rate", "flip rate Mixtral -> GPT-4 of held-out queries under attack "
+    one_key = [r for r in rows if "keys" not in r]
+    print(table(one_key, "flip_rate", "flip rate Mixtral -> GPT-4 of held-out queries under attack "
                 "(in brackets: share of clean routes the defence changes)", "clean_changed"))
     print()
-    print(table(rows, "expensive_share_attacked", "share of the attacker's queries sent to GPT-4 "
-                f"(clean traffic: {np.mean([r['expensive_share_clean'] for r in rows]):.0%} on average)"))
+    print(table(one_key, "expensive_share_attacked", "share of the attacker's queries sent to GPT-4 "
+                f"(clean traffic: {np.mean([r['expensive_share_clean'] for r in one_key]):.0%} on average)"))
+    if args.keys:
+        print()
+        print(many_keys_table([r for r in rows if "keys" in r]))
+    if args.poison_seeds:
+        text, reports = poisoning(args.poison_seeds)
+        print()
+        print(text)
+        rows += [{"poisoning": True, **r} for r in reports]
     print(f"\n{len(split.train)} train / {len(split.cal)} calibration / {len(split.test)} attacked MMLU queries, "
           f"TF-IDF-LSA-128 features, filter LM on {len(split.clean_log)} clean queries, "
           f"total {time.perf_counter() - started:.0f} s")
