@@ -343,6 +343,32 @@ class RouterRunnable(Runnable[Any, Any]):
             raise
         await run_manager.on_chain_end(final)
 
+    def get_graph(self, config: RunnableConfig | None = None) -> Any:
+        """The node and its branches: input -> router -> one conditional edge per candidate (labelled with its
+        name) into that Runnable's own graph -> output; so ``chain.get_graph()`` draws the routes."""
+        from langchain_core.runnables.graph import Graph
+
+        if not self.runnables:
+            return super().get_graph(config)
+        graph = Graph()
+        input_node = graph.add_node(self.get_input_schema(config))
+        router_node = graph.add_node(self, metadata={"rag_router": getattr(self.router, "name", None)})
+        output_node = graph.add_node(self.get_output_schema(config))
+        graph.add_edge(input_node, router_node)
+        for name, runnable in self.runnables.items():
+            branch = runnable.get_graph(config)
+            branch.trim_first_node()
+            branch.trim_last_node()
+            if not branch:
+                graph.add_edge(router_node, output_node, data=name, conditional=True)
+                continue
+            first, last = graph.extend(branch, prefix=name)
+            if first is None or last is None:
+                raise InvalidInputError(f"the Runnable of candidate {name!r} has no first or last graph node")
+            graph.add_edge(router_node, first, data=name, conditional=True)
+            graph.add_edge(last, output_node)
+        return graph
+
     def __repr__(self) -> str:
         return f"RouterRunnable({self.router!r}, runnables={list(self.runnables)})"
 
