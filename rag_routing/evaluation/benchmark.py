@@ -187,20 +187,17 @@ def _fit_and_score(item: str | Router, train: RoutingDataset, test: RoutingDatas
 
 
 def out_of_support_share(router: Router, test: RoutingDataset) -> float | None:
-    """Share of ``test`` queries the router flags as outside its training support, or ``None`` when it has no
-    support estimate (``support(X)`` returning per-query p-values / flags with an ``out_of_support`` mask)."""
-    support = getattr(router, "support", None)
-    if not callable(support):
+    """Share of ``test`` queries the router flags as outside its training support (:meth:`Router.support`'s
+    conformal p-value below the router's ``alpha``), or ``None`` when it has no support estimate."""
+    if not callable(getattr(router, "support", None)) or not callable(getattr(router, "out_of_support", None)):
         return None
     try:
-        estimate = support(test)
-    except Exception:  # a router without a fitted support estimate reports none rather than a guess
+        p = np.asarray(router.support(test), dtype=np.float64)
+        if p.shape != (len(test),) or np.isnan(p).all():
+            return None
+        return float(np.asarray(router.out_of_support(test), dtype=bool).mean())
+    except (InvalidInputError, NotImplementedError, ValueError):  # routers that cannot featurize the test set
         return None
-    mask = getattr(estimate, "out_of_support", estimate)
-    mask = np.asarray(mask)
-    if mask.dtype != bool or mask.shape != (len(test),):
-        return None
-    return float(mask.mean())
 
 
 def _notes(ref: Reference) -> list[str]:

@@ -245,6 +245,21 @@ class AutoRouter(Router):
             return np.broadcast_to(self.mean_quality_, (self._n_rows(X), len(self.candidates_))).copy()
         return self.router_.predict_quality(X)
 
+    def support(self, X: RouterInput) -> np.ndarray:
+        """The chosen router's support p-values (NaN for every query when ``auto`` kept the fixed candidate:
+        a fixed choice does not depend on the query, so it has no support to leave)."""
+        self._check_fitted()
+        if self.router_ is None:
+            return np.full(self._n_rows(X), np.nan)
+        return self.router_.support(X)
+
+    def out_of_support(self, X: RouterInput, alpha: float | None = None) -> np.ndarray:
+        """The chosen router's out-of-support flags (all False when fixed)."""
+        self._check_fitted()
+        if self.router_ is None:
+            return np.zeros(self._n_rows(X), dtype=bool)
+        return self.router_.out_of_support(X, alpha)
+
     # ------------------------------------------------------------------ persistence
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         config: dict[str, Any] = {"chosen": self.chosen_, "choice": self.choice_, "router": None}

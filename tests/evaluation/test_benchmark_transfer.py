@@ -88,3 +88,43 @@ def test_identical_curves_are_named_with_the_reason():
     assert report.result("linucb").curve == report.result("thompson").curve
     (note,) = [n for n in report.notes if "linucb" in n]
     assert "posterior mean" in note and "note: identical operating points" in report.table()
+
+
+class _BagOfWords:
+    """A fixed-vocabulary bag of words (unit norm): queries from another vocabulary land far away."""
+
+    name = "test-bag-of-words"
+
+    def __init__(self, vocabulary: list[str]):
+        self.vocabulary = vocabulary
+
+    def fit(self, texts):
+        return self
+
+    def transform(self, texts):
+        X = np.array([[t.split().count(w) for w in self.vocabulary] for t in texts], dtype=np.float32) + 1e-3
+        return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+    def get_state(self):
+        return {"type": "precomputed", "name": self.name}, {}
+
+
+def test_json_has_the_out_of_support_share_of_routers_with_a_support_estimate(tmp_path):
+    words = ["integral", "derivative", "matrix", "vector", "limit", "series", "sum", "proof"]
+    other = ["recipe", "garden", "holiday", "football", "guitar", "poetry", "coffee", "museum"]
+
+    def data(vocab: list[str], n: int, seed: int) -> RoutingDataset:
+        r = np.random.default_rng(seed)
+        queries = [" ".join(r.choice(vocab, 5)) + f" {i}" for i in range(n)]
+        return RoutingDataset(queries, ["a", "b"], (r.random((n, 2)) < [0.5, 0.8]).astype(float),
+                              np.tile([0.001, 0.01], (n, 1)))
+
+    train, embedder = data(words, 200, 0), _BagOfWords(words + other)   # p-values reach below alpha = 0.01
+    same = run_benchmark(train, data(words, 40, 1), ["knn"], embedder=embedder, progress=False)
+    shifted = run_benchmark(train, data(other, 40, 2), ["knn"], embedder=embedder, progress=False)
+    inside, outside = same.result("knn").out_of_support, shifted.result("knn").out_of_support
+    assert inside is not None and outside is not None
+    assert inside < 0.25 and outside > 0.9
+    assert same.result("fixed").out_of_support is None               # no per-query estimate: no field
+    rows = json.loads(shifted.write_json(tmp_path / "s.json").read_text())["results"]
+    assert "out_of_support" in rows[0] and "out_of_support" not in rows[-1]
