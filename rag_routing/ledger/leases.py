@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
 from typing import TYPE_CHECKING
 
@@ -77,11 +78,21 @@ class LeaseKeeper:
         return live
 
     def _run(self) -> None:
+        next_beat: float | None = None
         while True:
             with self._cond:
                 interval = self._interval(self._live())
-                self._cond.wait(timeout=interval)  # None: sleep until a reservation is registered
-                held = self._live()
+                if interval is None:  # nothing held: sleep until a reservation is registered
+                    next_beat = None
+                    self._cond.wait()
+                    continue
+                now = time.monotonic()
+                if next_beat is None or next_beat > now + interval:
+                    next_beat = now + interval
+                if now < next_beat:  # a new registration wakes us early: only a shorter lease moves the beat
+                    self._cond.wait(timeout=next_beat - now)
+                    continue
+                held, next_beat = self._live(), None
             for reservation in held:
                 self._renew(reservation)
             del held
