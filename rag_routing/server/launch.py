@@ -5,7 +5,8 @@
 [--quota-window SECONDS] [--max-tokens 256]``
 
 * ``ROUTER.npz``: a router saved with ``Router.save`` (loaded with :func:`~rag_routing.routers.base.load_router`:
-  no code runs from the file).
+  no code runs from the file); or a routing data file / folder (any format ``rag-routing bench`` reads): the
+  default router, ``auto``, is fitted on it at start-up (:func:`load_or_fit_router`).
 * ``--generator NAME=SPEC`` per candidate: ``local`` (the offline SmolLM2-135M), a local model folder /
   ``.gguf`` file / hub id (:class:`~rag_routing.llms.local.LocalLLM`), or ``echo`` (answers with the question;
   for smoke tests). Candidates without one get ``local``.
@@ -60,7 +61,8 @@ class EchoGenerator:
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``serve`` arguments to ``parser`` and set ``run`` to :func:`run_serve`."""
-    parser.add_argument("router", help="a router saved with Router.save (.npz)")
+    parser.add_argument("router", help="a router saved with Router.save (.npz), or routing data to fit the default "
+                        "router (auto) on at start-up")
     parser.add_argument("--keys", required=True, help="API keys JSON: {token: {principal, max_usd, max_tokens}}")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -167,12 +169,25 @@ def _budgets(spec: str) -> Any:
     raise InvalidInputError(f"--budgets must be memory, sqlite:PATH or redis://URL, got {redact(spec)!r}")
 
 
+def load_or_fit_router(path: str) -> Any:
+    """The router saved at ``path`` (``.npz``), or, for routing data (a file or folder ``rag-routing bench``
+    reads), the default router ``auto`` fitted on it: a learned router only where cross-validation shows it beats
+    the best fixed candidate (:class:`~rag_routing.routers.auto.AutoRouter`)."""
+    from rag_routing.routers.base import load_router
+
+    if str(path).endswith(".npz"):
+        return load_router(path)
+    from rag_routing.evaluation.loaders import load_dataset
+    from rag_routing.routers.auto import AutoRouter
+
+    return AutoRouter().fit(load_dataset(path))
+
+
 def build_app(args: argparse.Namespace) -> Any:
     """The app described by parsed ``serve`` arguments (nothing is started)."""
-    from rag_routing.routers.base import load_router
     from rag_routing.server.app import create_app
 
-    router = load_router(args.router)
+    router = load_or_fit_router(args.router)
     specs: dict[str, str] = {}
     for item in args.generator:
         name, sep, spec = item.partition("=")
@@ -217,4 +232,4 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["add_serve_arguments", "run_serve", "build_app", "EchoGenerator"]
+__all__ = ["add_serve_arguments", "run_serve", "build_app", "load_or_fit_router", "EchoGenerator"]

@@ -120,3 +120,15 @@ def test_auto_is_the_default_of_stage_routers_and_router_runnable():
     node.router.featurizer, node.router.routers = "tfidf", [{"router": "knn"}]
     assert node.fit(_noise()) is node and node.router.chosen_ == "fixed"
     assert node.invoke("x y z") == "c"                                 # the best fixed candidate at λ = 0
+
+
+def test_serve_fits_auto_on_routing_data(tmp_path):
+    from rag_routing.evaluation.loaders import write_jsonl
+    from rag_routing.server.launch import load_or_fit_router
+
+    data = tmp_path / "logs.jsonl"
+    write_jsonl(_noise(n=12), data)
+    router = load_or_fit_router(str(data))
+    assert isinstance(router, AutoRouter) and router.chosen_ == "fixed"   # 12 logs: too few to trust a router
+    saved = router.save(tmp_path / "auto.npz")
+    assert load_or_fit_router(str(saved)).explain() == router.explain()
