@@ -42,7 +42,7 @@ from rag_routing.evaluation.metrics import cost_to_reach  # noqa: E402
 from rag_routing.evaluation.scorecard import Reference, evaluate_router, evaluate_single  # noqa: E402
 from rag_routing.routers.registry import available_routers  # noqa: E402
 
-BASELINES = ("oracle", "random", "best", "cheapest")
+BASELINES = ("oracle", "random", "best", "fixed", "cheapest")
 GPT4 = "gpt-4-1106-preview"
 N_ROUTE = 10_000
 

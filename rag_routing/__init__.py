@@ -67,6 +67,8 @@ _EXPORTS: dict[str, str] = {
     "OracleRouter": "rag_routing.routers.baselines",
     "BestSingleRouter": "rag_routing.routers.baselines",
     "CheapestRouter": "rag_routing.routers.baselines",
+    "FixedRouter": "rag_routing.routers.baselines",
+    "AutoRouter": "rag_routing.routers.auto",
     "KNNRouter": "rag_routing.routers.similarity",
     "ClusterRouter": "rag_routing.routers.similarity",
     "SWRankingRouter": "rag_routing.routers.preference",
