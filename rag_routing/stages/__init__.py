@@ -54,6 +54,12 @@ _EXPORTS: dict[str, str] = {
     "ContextRouter": "rag_routing.stages.context",
     "is_unanswerable": "rag_routing.stages.context",
     "RoutedRAG": "rag_routing.stages.pipeline",
+    "AnswerStream": "rag_routing.stages.streaming",
+    "AsyncAnswerStream": "rag_routing.stages.streaming",
+    "streaming_to": "rag_routing.stages.streaming",
+    "current_stream": "rag_routing.stages.streaming",
+    "adapt_retriever": "rag_routing.stages.adapters",
+    "adapt_llm": "rag_routing.stages.adapters",
     "run_demo": "rag_routing.stages.demo",
 }
 

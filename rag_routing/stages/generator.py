@@ -38,6 +38,7 @@ from rag_routing.errors import InvalidInputError
 from rag_routing.ledger.pricing import ZERO_PRICE, default_table
 from rag_routing.ledger.scope import current_ledger
 from rag_routing.ledger.stage_names import GENERATION
+from rag_routing.stages.adapters import adapt_llm
 from rag_routing.stages.base import StageChoice, StageRouter
 from rag_routing.stages.prompt import DIRECT, extract_answer
 from rag_routing.stages.state import RAGState
@@ -209,6 +210,7 @@ class LLMOption:
 
     def __init__(self, llm: Any, name: str, *, max_new_tokens: int = 32, model: str | None = None,
                  pricing: Pricing | None = None):
+        llm = adapt_llm(llm)  # a LangChain chat model / LlamaIndex LLM gets its generate() adapter
         if not (callable(getattr(llm, "generate", None)) or callable(llm)):
             raise InvalidInputError(f"generator option {name!r} must have generate(messages, ...) or be callable")
         self.llm, self.name = llm, name
@@ -266,8 +268,8 @@ class GeneratorRouter(StageRouter):
     """Chooses the LLM that answers (the trace step names the model and its price).
 
     Args:
-        llms: ``{name: LLM}`` (objects with ``generate`` or callables ``messages -> str``; an
-            :class:`LLMOption` is used as is).
+        llms: ``{name: LLM}`` (objects with ``generate`` or callables ``messages -> str``, LangChain chat models
+            and LlamaIndex LLMs; an :class:`LLMOption` is used as is).
         router: any Router over those names (e.g. fitted with :meth:`fit_from_outcomes` on per-query
             correctness and per-query $), or ``None`` for ``default``.
         max_new_tokens: default answer budget (the prompt stage may raise it, e.g. for chain-of-thought).
@@ -306,6 +308,7 @@ def as_generator(llm: Any, name: str | None = None, **kwargs: Any) -> GeneratorR
     """A one-option generator stage around ``llm`` (a :class:`GeneratorRouter` is returned as is)."""
     if isinstance(llm, GeneratorRouter):
         return llm
+    llm = adapt_llm(llm)
     key = name or str(getattr(llm, "model_name", "llm"))
     return GeneratorRouter({key: llm}, **kwargs)
 

@@ -5,7 +5,9 @@ and a query about one domain belongs in that domain's knowledge base. :class:`Re
 retrievers (any :class:`~rag_routing.retrieval.base.Retriever`: dense with any embedder, BM25, hybrid, over
 any corpus) and picks one per query with any router — e.g. trained with :meth:`fit_from_outcomes` on each
 retriever's per-query nDCG@10 (label: the retriever with the best nDCG, ties to the cheapest) — or uses a
-fixed default. Each retriever records its own time and embedded tokens in the ambient ledger.
+fixed default. Each retriever records its own time and embedded tokens in the ambient ledger. A LangChain
+retriever (``vectorstore.as_retriever()``) or a LlamaIndex retriever is an option too (wrapped by
+:func:`~rag_routing.stages.adapters.adapt_retriever`).
 
 Example:
     >>> from rag_routing.retrieval import BM25Retriever
@@ -21,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rag_routing.errors import InvalidInputError
+from rag_routing.stages.adapters import adapt_retriever
 from rag_routing.stages.base import StageChoice, StageRouter
 from rag_routing.stages.state import RAGState
 
@@ -77,6 +80,7 @@ class RetrieverRouter(StageRouter):
         if not isinstance(retrievers, Mapping) or not retrievers:
             raise InvalidInputError("RetrieverRouter needs a non-empty mapping {name: retriever}")
         self.k = _check_k(k)
+        retrievers = {key: adapt_retriever(r) for key, r in retrievers.items()}
         options = {key: RetrieveOption(r, self.k) if callable(getattr(r, "retrieve", None)) else r
                    for key, r in retrievers.items()}
         super().__init__(options, router=router, default=default, lam=lam, budget=budget, name=name)
@@ -100,7 +104,8 @@ def as_retriever_stage(retriever: Any, *, k: int = 5, name: str | None = None) -
     :class:`RetrieverRouter` (its option named after the retriever)."""
     if isinstance(retriever, StageRouter):
         return retriever
-    key = name or str(getattr(retriever, "name", "retriever"))
+    retriever = adapt_retriever(retriever)
+    key = name or str(getattr(retriever, "name", None) or "retriever")
     return RetrieverRouter({key: retriever}, k=k)
 
 

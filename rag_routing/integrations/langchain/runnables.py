@@ -16,6 +16,9 @@
 * :func:`as_runnable` — the right one of the above for an object.
 
 Streaming follows :mod:`~rag_routing.integrations.langchain.state_runnable`: answer tokens, then the final state.
+The tokens are those of LangChain models under the node (callbacks) and of any LLM of the generator stage that
+streams itself (the local model, ``PricedLLM``, a LlamaIndex LLM: :mod:`rag_routing.stages.streaming`); an
+``astream`` the consumer abandons stops that generation at its next token (what ran is billed).
 
 Example:
     >>> from rag_routing.stages import StageRouter
@@ -34,6 +37,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from langchain_core.callbacks.manager import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
@@ -56,6 +61,7 @@ from rag_routing.integrations.langchain.state_runnable import (
 )
 from rag_routing.stages.attribution import stage_ledger
 from rag_routing.stages.base import StageChoice, StageRouter
+from rag_routing.stages.streaming import StreamControl, streaming_to
 from rag_routing.stages.state import RAGState
 
 # The StageRouter steps a StageRunnable drives itself (choose, run one option, append the trace step).
@@ -67,6 +73,26 @@ def _checked(result: Any, stage: str, choice: str) -> RAGState:
         raise InvalidInputError(f"option {choice!r} of stage {stage!r} returned {type(result).__name__}; "
                                 "options must return a RAGState")
     return result
+
+
+@contextmanager
+def _stream_to_tap(tap: AnswerTokenTap | None, run_id: Any) -> Iterator[StreamControl | None]:
+    """While the node streams, LLMs that stream themselves hand their tokens to the node's tap."""
+    if tap is None:
+        yield None
+        return
+    with streaming_to(lambda text: tap.on_llm_new_token(text, run_id=run_id)) as control:
+        yield control
+
+
+async def _cancellable(control: StreamControl | None, awaitable: Any) -> Any:
+    """Await ``awaitable``; if the consumer abandons the stream (cancellation), stop its generation too."""
+    try:
+        return await awaitable
+    except asyncio.CancelledError:
+        if control is not None:
+            control.cancel()  # a generator running in a worker thread stops at its next token
+        raise
 
 
 def child_config(config: RunnableConfig, run_manager: Any, tag: str, metadata: dict[str, Any],
@@ -114,7 +140,7 @@ class StageRunnable(StateRunnable):
                  tap: AnswerTokenTap | None) -> RAGState:
         stage = self.stage
         step_id, started = uuid.uuid4().hex, time.perf_counter()
-        with stage_ledger(step_id) as collector:
+        with stage_ledger(step_id) as collector, _stream_to_tap(tap, run_manager.run_id):
             if stage.router is None:
                 choice = stage._choose_recorded(state, step_id, collector)
             else:  # a router that calls a LangChain model (LLM-as-router) does so as a child run tagged "routing"
@@ -148,7 +174,7 @@ class StageRunnable(StateRunnable):
                         run_manager: AsyncCallbackManagerForChainRun, tap: AnswerTokenTap | None) -> RAGState:
         stage = self.stage
         step_id, started = uuid.uuid4().hex, time.perf_counter()
-        with stage_ledger(step_id) as collector:
+        with stage_ledger(step_id) as collector, _stream_to_tap(tap, run_manager.run_id) as control:
             if stage.router is None:
                 choice = stage._choose_recorded(state, step_id, collector)
             else:  # routers embed the query (CPU): keep the event loop free
@@ -158,7 +184,7 @@ class StageRunnable(StateRunnable):
                 DECISION_EVENT, decision_event(stage.name, choice, step_id), run_id=run_manager.run_id)
             child = child_config(config, run_manager, f"option:{choice.choice}",
                                  self._option_metadata(choice, step_id), tap)
-            result, reported, extra = await self._arun_choice(choice, state, child)
+            result, reported, extra = await _cancellable(control, self._arun_choice(choice, state, child))
         return stage._with_step(state, result, choice, reported, extra, collector, step_id, started)
 
     async def _arun_choice(self, choice: StageChoice, state: RAGState,
@@ -201,18 +227,18 @@ class PipelineRunnable(StateRunnable):
     def _execute(self, state: RAGState, config: RunnableConfig, run_manager: CallbackManagerForChainRun,
                  tap: AnswerTokenTap | None) -> RAGState:
         child = child_config(config, run_manager, f"pipeline:{self.name}", {}, tap)
-        with set_config_context(child) as context:
+        with _stream_to_tap(tap, run_manager.run_id), set_config_context(child) as context:
             return _checked(context.run(self.target.invoke, state), self.get_name(), "invoke")
 
     async def _aexecute(self, state: RAGState, config: RunnableConfig,
                         run_manager: AsyncCallbackManagerForChainRun, tap: AnswerTokenTap | None) -> RAGState:
         child = child_config(config, run_manager, f"pipeline:{self.name}", {}, tap)
         ainvoke = getattr(self.target, "ainvoke", None)
-        with set_config_context(child) as context:
+        with _stream_to_tap(tap, run_manager.run_id) as control, set_config_context(child) as context:
             if callable(ainvoke):
-                result = await coro_with_context(ainvoke(state), context)
+                result = await _cancellable(control, coro_with_context(ainvoke(state), context))
             else:
-                result = await asyncio.to_thread(context.run, self.target.invoke, state)
+                result = await _cancellable(control, asyncio.to_thread(context.run, self.target.invoke, state))
         return _checked(result, self.get_name(), "ainvoke")
 
     def __repr__(self) -> str:

@@ -8,6 +8,10 @@
 * :class:`RoutingDecisionEvent` — routing decisions as instrumentation events.
 * :class:`LlamaIndexChatLLM` — a LlamaIndex LLM as an LLM of the generator stage.
 * :class:`LocalLlamaIndexLLM` — the offline local model as a LlamaIndex LLM.
+* :class:`LlamaIndexRetriever`, :func:`from_llamaindex_nodes`, :func:`to_llamaindex_nodes` — any LlamaIndex
+  retriever as a stage option; nodes and scored documents converted both ways.
+* :func:`install` — meter and budget every LlamaIndex call inside ``ledger_scope`` (done automatically);
+  :func:`call_options` — price the calls of a block.
 
 Names load lazily (PEP 562): importing this package imports llama-index only when a name is used.
 """
@@ -28,6 +32,12 @@ _EXPORTS: dict[str, str] = {
     "emit_decision": "rag_routing.integrations.llamaindex.events",
     "LlamaIndexChatLLM": "rag_routing.integrations.llamaindex.chat_llm",
     "LocalLlamaIndexLLM": "rag_routing.integrations.llamaindex.llm",
+    "LlamaIndexRetriever": "rag_routing.integrations.llamaindex.retriever",
+    "from_llamaindex_nodes": "rag_routing.integrations.llamaindex.retriever",
+    "to_llamaindex_nodes": "rag_routing.integrations.llamaindex.retriever",
+    "install": "rag_routing.integrations.llamaindex.budget_gate",
+    "call_options": "rag_routing.integrations.llamaindex.budget_gate",
+    "DEFAULT_OUTPUT_TOKENS": "rag_routing.integrations.llamaindex.budget_gate",
 }
 
 __all__ = sorted(_EXPORTS)

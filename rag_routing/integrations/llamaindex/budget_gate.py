@@ -130,6 +130,7 @@ class _Spans:
         self.root_of: dict[str, str] = {}
         self.members: dict[str, list[str]] = {}
         self.reservations: dict[str, Reservation] = {}
+        self.exited: set[str] = set()  # outermost spans that returned a stream still holding a reservation
 
     def enter(self, span_id: str, parent_id: str | None) -> None:
         with self.lock:
@@ -156,13 +157,30 @@ class _Spans:
             return True
 
     def finish(self, span_id: str | None) -> Reservation | None:
-        """Forget the nest ``span_id`` is the root of; returns its reservation (``None``: not a root)."""
+        """Forget the nest of ``span_id`` once its outermost call is over; returns the nest's reservation.
+
+        ``None`` (nothing forgotten) while an enclosing LLM call of the same nest is still running.
+        """
         with self.lock:
-            if span_id is None or self.root_of.get(span_id) != span_id:
+            root = self.root_of.get(span_id) if span_id is not None else None
+            if root is None or (root != span_id and root not in self.exited):
                 return None
-            for member in self.members.pop(span_id, []):
+            self.exited.discard(root)
+            for member in self.members.pop(root, []):
                 self.root_of.pop(member, None)
-            return self.reservations.pop(span_id, None)
+            return self.reservations.pop(root, None)
+
+    def exit(self, span_id: str) -> None:
+        """The outermost call ``span_id`` returned: forget it, or, if a stream still holds its reservation,
+        remember that whichever call of the nest ends the stream ends the nest."""
+        with self.lock:
+            if self.root_of.get(span_id) != span_id:
+                return
+            reservation = self.reservations.get(span_id)
+            if reservation is not None and reservation.state == "open":
+                self.exited.add(span_id)
+                return
+        self.finish(span_id)
 
 
 SPANS = _Spans()
@@ -285,10 +303,7 @@ class BudgetSpanHandler(BaseSpanHandler[Any]):
 
     def prepare_to_exit_span(self, id_: str, bound_args: Any, instance: Any | None = None, result: Any = None,
                              **kwargs: Any) -> None:
-        # A returned stream keeps its open reservation until it ends; anything else is done with.
-        reservation = SPANS.reservation(id_)
-        if SPANS.root(id_) == id_ and (reservation is None or reservation.state != "open"):
-            SPANS.finish(id_)
+        SPANS.exit(id_)  # a returned stream keeps its open reservation until it ends
         return None
 
     def prepare_to_drop_span(self, id_: str, bound_args: Any, instance: Any | None = None,
