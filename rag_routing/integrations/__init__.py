@@ -28,10 +28,12 @@ _LLAMAINDEX = "rag_routing.integrations.llamaindex"
 
 _EXPORTS: dict[str, str] = {
     **{name: _LANGCHAIN for name in ("StageRunnable", "PipelineRunnable", "RouterRunnable", "as_runnable",
-                                      "RAGStateChunk", "LedgerCallbackHandler", "ChatModelLLM", "LocalChatModel")},
+                                      "RAGStateChunk", "LedgerCallbackHandler", "ChatModelLLM", "LocalChatModel",
+                                      "LangChainRetriever", "from_langchain_documents", "to_langchain_documents")},
     **{name: _LLAMAINDEX for name in ("RoutingSelector", "RoutedRAGQueryEngine", "LedgerEventHandler", "instrument",
                                        "uninstrument", "RoutingDecisionEvent", "LlamaIndexChatLLM",
-                                       "LocalLlamaIndexLLM")},
+                                       "LocalLlamaIndexLLM", "LlamaIndexRetriever", "from_llamaindex_nodes",
+                                       "to_llamaindex_nodes")},
 }
 
 __all__ = sorted(_EXPORTS)

@@ -26,6 +26,9 @@ _EXPORTS: dict[str, str] = {
     "LedgerCallbackHandler": "rag_routing.integrations.langchain.callbacks",
     "ChatModelLLM": "rag_routing.integrations.langchain.chat_llm",
     "LocalChatModel": "rag_routing.integrations.langchain.chat_model",
+    "LangChainRetriever": "rag_routing.integrations.langchain.retriever",
+    "from_langchain_documents": "rag_routing.integrations.langchain.retriever",
+    "to_langchain_documents": "rag_routing.integrations.langchain.retriever",
 }
 
 __all__ = sorted(_EXPORTS)
