@@ -21,11 +21,38 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from rag_routing.errors import InvalidInputError, RagRoutingError
+
+
+def _test_size(text: str) -> float:
+    """``--test-size``: a fraction in (0, 1) or a whole number of rows >= 1 (argparse reports anything else)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (0 < value < 1 or (value >= 1 and value.is_integer() and value < 2**53)):
+        raise argparse.ArgumentTypeError(f"{text} is neither a fraction in (0, 1) nor a whole number of rows")
+    return value
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is below the minimum of {low}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
 
 
 def _price_table(path: str | None) -> Any:
@@ -106,7 +133,8 @@ def _bench_demo(args: argparse.Namespace) -> int:
 
 
 def _outputs(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=int, default=0, help="split and random-baseline seed (default 0)")
+    parser.add_argument("--seed", type=_int_at_least(0), default=0,
+                        help="split and random-baseline seed (default 0)")
     parser.add_argument("--json", metavar="OUT.json", help="write the results as JSON")
     parser.add_argument("--plot", metavar="OUT.png", help="draw the cost-quality curves (needs matplotlib)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -125,17 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--routers", default="", help="comma-separated router names, 'auto' (the default router: "
                        "a learned router only where CV shows it beats the best fixed candidate), or 'all' (the "
                        "baselines random, oracle, best, fixed, cheapest always run)")
-    bench.add_argument("--test-size", type=float, default=0.5, help="test fraction of DATA (default 0.5)")
+    bench.add_argument("--test-size", type=_test_size, default=0.5, help="test fraction of DATA in (0, 1), or a "
+                       "number of rows (default 0.5)")
     bench.add_argument("--train", action="append", help="training file (with --test, instead of DATA); repeat it "
                        "to train on the union of several files (RouterDC's leave-one-task-out protocol)")
     bench.add_argument("--test", help="test file (with --train)")
     bench.add_argument("--embedder", default="minilm", help="query features: minilm (offline default, cached "
                        "on disk), tfidf (no torch), or a sentence-transformers name")
-    bench.add_argument("--output-tokens", type=int, help="assumed answer length for files without costs or "
+    bench.add_argument("--output-tokens", type=_int_at_least(1), help="assumed answer length for files without "
+                       "costs or "
                        "responses (default: 8 for multiple choice, 256 otherwise)")
     bench.add_argument("--prices", help="price table JSON overriding the shipped one ({'models': {name: "
                        "{'input': $/1M, 'output': $/1M}}})")
-    bench.add_argument("--lambdas", type=int, default=200, help="λ values per cost-quality sweep (default 200)")
+    bench.add_argument("--lambdas", type=_int_at_least(1), default=200,
+                       help="λ values per cost-quality sweep (default 200)")
     bench.add_argument("--descriptions", metavar="FILE.json", help="one-line candidate descriptions "
                        "({name: text}) for routers that read them (graph); default: the shipped table")
     _outputs(bench)

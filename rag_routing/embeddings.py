@@ -156,7 +156,13 @@ class SentenceTransformerEmbedder:
                 source = self.name
                 if self.name in (DEFAULT_EMBEDDING_MODEL, f"sentence-transformers/{DEFAULT_EMBEDDING_MODEL}"):
                     source = _offline_minilm_path() or self.name
-                self._model = st.SentenceTransformer(source, device=self.device)
+                try:
+                    self._model = st.SentenceTransformer(source, device=self.device)
+                except (OSError, ValueError) as exc:  # not on disk and not downloadable, or not a valid name
+                    raise InvalidInputError(
+                        f"cannot load the embedding model {self.name!r} ({type(exc).__name__}: {str(exc)[:300]}); "
+                        "pass 'minilm' (the offline default), 'tfidf', or an installed sentence-transformers "
+                        "model's name or path") from exc
         return self._model
 
     @property
@@ -229,12 +235,19 @@ class TfidfFeaturizer:
             raise InvalidInputError("TfidfFeaturizer needs at least 2 training texts")
         vectorizer = TfidfVectorizer(ngram_range=(1, 2), max_features=self.max_features, sublinear_tf=True,
                                      min_df=1, dtype=np.float32)
-        X = vectorizer.fit_transform(texts)
-        k = max(1, min(self.n_components, X.shape[1] - 1, X.shape[0] - 1))
-        svd = TruncatedSVD(n_components=k, random_state=self.seed).fit(X)
+        try:
+            X = vectorizer.fit_transform(texts)
+        except ValueError as exc:  # "empty vocabulary": no word of two or more letters in any text
+            raise InvalidInputError(f"TfidfFeaturizer found no words in the training texts ({exc}); use texts with "
+                                    "words, or another featurizer") from exc
+        if X.shape[1] >= 2:
+            k = max(1, min(self.n_components, X.shape[1] - 1, X.shape[0] - 1))
+            components = TruncatedSVD(n_components=k, random_state=self.seed).fit(X).components_
+        else:  # one term in all the texts (["refund", "refund"]): nothing to reduce, the term is the feature
+            components = np.eye(X.shape[1])
         self.vocabulary_ = {str(t): int(i) for t, i in vectorizer.vocabulary_.items()}
         self.idf_ = vectorizer.idf_.astype(np.float32)
-        self.components_ = svd.components_.astype(np.float32)
+        self.components_ = components.astype(np.float32)
         self._vectorizer = None
         return self
 

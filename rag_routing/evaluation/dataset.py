@@ -21,7 +21,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -46,10 +46,10 @@ class RoutingDataset:
     responses: list[list[str | None]] | None = None
 
     def __post_init__(self) -> None:
-        self.queries = [str(q) for q in self.queries]
-        self.candidates = [str(c) for c in self.candidates]
-        self.quality = np.asarray(self.quality, dtype=np.float64)
-        self.cost = np.asarray(self.cost, dtype=np.float64)
+        self.queries = _strings("queries", self.queries)
+        self.candidates = _strings("candidates", self.candidates)
+        self.quality = _float_matrix("quality", self.quality, np.float64)
+        self.cost = _float_matrix("cost", self.cost, np.float64)
         n, m = len(self.queries), len(self.candidates)
         if m == 0:
             raise InvalidInputError("a routing dataset needs at least one candidate")
@@ -62,16 +62,21 @@ class RoutingDataset:
                 raise InvalidInputError(f"{what} has infinite values; use NaN for unknown outcomes")
         if (self.cost[~np.isnan(self.cost)] < 0).any():
             raise InvalidInputError("cost must be >= 0 US $")
-        if not self.metadata:
+        if self.metadata is None or (isinstance(self.metadata, list) and not self.metadata):
             self.metadata = [{} for _ in range(n)]
+        elif not isinstance(self.metadata, list) or not all(isinstance(row, dict) for row in self.metadata):
+            raise InvalidInputError("metadata must be a list of dicts, one per query")
         elif len(self.metadata) != n:
             raise InvalidInputError(f"{len(self.metadata)} metadata rows for {n} queries")
         if self.embeddings is not None:
-            self.embeddings = np.asarray(self.embeddings, dtype=np.float32)
+            self.embeddings = _float_matrix("embeddings", self.embeddings, np.float32)
             if self.embeddings.ndim != 2 or self.embeddings.shape[0] != n:
                 raise InvalidInputError(f"embeddings must be ({n}, d); got {self.embeddings.shape}")
         if self.responses is not None:
-            if len(self.responses) != n or any(len(row) != m for row in self.responses):
+            rows = self.responses if isinstance(self.responses, list) else None
+            if (rows is None or len(rows) != n or not all(isinstance(row, (list, tuple)) and len(row) == m
+                                                           for row in rows)
+                    or not all(a is None or isinstance(a, str) for row in rows for a in row)):
                 raise InvalidInputError(f"responses must be {n} rows of {m} answers (None where unknown)")
 
     # ------------------------------------------------------------------ views
@@ -118,6 +123,12 @@ class RoutingDataset:
     def train_test_split(self, test_size: float = 0.5, seed: int = 0) -> tuple[RoutingDataset, RoutingDataset]:
         """Random split; ``test_size`` is a fraction in (0, 1) or a number of rows."""
         n = len(self)
+        if isinstance(test_size, bool) or not isinstance(test_size, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(test_size) or (test_size >= 1 and test_size != int(test_size)):
+            raise InvalidInputError(f"test_size must be a fraction in (0, 1) or a whole number of rows, "
+                                    f"got {test_size!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise InvalidInputError(f"seed must be an integer >= 0, got {seed!r}")
         n_test = int(round(test_size * n)) if 0 < test_size < 1 else int(test_size)
         if not 0 < n_test < n:
             raise InvalidInputError(f"test_size={test_size} leaves an empty train or test set for {n} queries")
@@ -170,6 +181,31 @@ class RoutingDataset:
             "missing_quality": int(np.isnan(self.quality).sum()),
             "cost_source": self.cost_source,
         }
+
+
+def _strings(what: str, values: Any) -> list[str]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise InvalidInputError(f"{what} must be a list of strings, got {type(values).__name__}")
+    items = list(values)
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise InvalidInputError(f"{what}[{i}] is {type(item).__name__}; {what} must be strings")
+    return [str(item) for item in items]
+
+
+def _float_matrix(what: str, values: Any, dtype: type) -> np.ndarray:
+    """``values`` as a float array; ragged rows, text or objects are an :class:`InvalidInputError`."""
+    if values is None or isinstance(values, (str, bytes)):
+        raise InvalidInputError(f"{what} must be a matrix of numbers, got {type(values).__name__}")
+    try:
+        array = np.asarray(values)
+        if array.dtype.kind not in "biufO":  # text is not parsed; object arrays may hold None for unknown
+            raise TypeError(f"dtype {array.dtype}")
+        if array.dtype.kind == "O" and any(isinstance(v, (str, bytes, complex)) for v in array.ravel()):
+            raise TypeError("text or complex values")
+        return np.asarray(array, dtype=dtype)
+    except (ValueError, TypeError, OverflowError) as exc:  # ragged rows, strings, objects, complex numbers
+        raise InvalidInputError(f"{what} must be a rectangular matrix of numbers ({exc})") from None
 
 
 def _nanmean_columns(matrix: np.ndarray) -> np.ndarray:

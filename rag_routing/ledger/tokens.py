@@ -33,7 +33,7 @@ import numbers
 import os
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,16 +97,29 @@ def count_tokens(text: str, model: str | None = None) -> int:
         from rag_routing.errors import InvalidInputError
 
         raise InvalidInputError(f"count_tokens needs a str, got {type(text).__name__}")
-    return encoding_for(model).count(text)
+    return encoding_for(_checked_model(model)).count(text)
 
 
 def count_tokens_batch(texts: Sequence[str], model: str | None = None, num_threads: int = 8) -> list[int]:
     """Token counts of many texts at once (tiktoken's threaded ``encode_ordinary_batch``)."""
-    if isinstance(texts, str) or any(not isinstance(t, str) for t in texts):
+    from rag_routing.errors import InvalidInputError
+
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, Iterable):
+        raise InvalidInputError("count_tokens_batch needs a sequence of str")
+    texts = list(texts)
+    if any(not isinstance(t, str) for t in texts):
+        raise InvalidInputError("count_tokens_batch needs a sequence of str")
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+        raise InvalidInputError(f"num_threads must be an integer >= 1, got {num_threads!r}")
+    return encoding_for(_checked_model(model)).count_batch(texts, num_threads=num_threads)
+
+
+def _checked_model(model: object) -> str | None:
+    if model is not None and not isinstance(model, str):
         from rag_routing.errors import InvalidInputError
 
-        raise InvalidInputError("count_tokens_batch needs a sequence of str")
-    return encoding_for(model).count_batch(texts, num_threads=num_threads)
+        raise InvalidInputError(f"model must be a model name (str) or None, got {type(model).__name__}")
+    return model
 
 
 @functools.lru_cache(maxsize=256)
@@ -130,6 +143,7 @@ def encoding_for(model: str | None = None) -> TokenCounter:
 
 
 def _encoding_name(model: str | None) -> str:
+    _checked_model(model)
     if not model:
         return DEFAULT_ENCODING
     try:

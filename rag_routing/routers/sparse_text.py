@@ -137,6 +137,8 @@ class TfidfLogisticRouter(Router):
                 vectorizer.fit(["x"])  # sets up the analyzer; the learned idf replaces the one-text idf
                 vectorizer.idf_ = idf
                 self._vectorizers.append(vectorizer)
+        if not texts:  # no rows: scikit-learn's transformers refuse an empty batch
+            return sp.csr_matrix((0, sum(len(terms) for terms in self.terms_)))
         return sp.hstack([v.transform(texts) for v in self._vectorizers]).tocsr()
 
     # ------------------------------------------------------------------ fitting

@@ -9,8 +9,9 @@ the call (a string of Python: asserts or ``test_*`` functions) or the judge's ow
 child process under OS-level isolation (bubblewrap: no network, an empty environment, a read-only view of the
 interpreter only, its own small ``tmpfs``; see :mod:`.sandbox`) with a wall timeout that kills the whole sandbox,
 memory, CPU and file limits. Where bubblewrap cannot run, the judge raises
-:class:`~rag_routing.errors.SandboxUnavailableError` unless built with ``isolation="none-i-accept-the-risk"``. A run is recorded in the ambient ledger at $0
-with its seconds (``stage="judge"``); the last :class:`~.sandbox.ExecutionResult` is kept in ``last_result_``.
+:class:`~rag_routing.errors.SandboxUnavailableError` unless built with ``isolation="none-i-accept-the-risk"``.
+A run is recorded in the ambient ledger at $0 with its seconds (``stage="judge"``); the last
+:class:`~.sandbox.ExecutionResult` is kept in ``last_result_``.
 
 Example:
     >>> judge = CodeExecutionJudge(tests=["assert add(2, 3) == 5", "assert add(-1, 1) == 0"], timeout_s=5)
