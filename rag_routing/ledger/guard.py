@@ -8,6 +8,9 @@ before the body runs), times the body, and records the call:
 * leaving the block normally without ``call.record`` records the *estimate* (``estimated=True``);
 * leaving it with an exception before ``call.record`` releases the reservation and records nothing.
 
+Framework meters (the ambient LangChain handler) skip model runs inside a guard block, or inside
+:func:`metered_call`, of the same ledger: the call is recorded once, by its guard.
+
 Example:
     >>> from rag_routing.ledger import Budget, CostLedger
     >>> from rag_routing.errors import BudgetExceededError
@@ -24,8 +27,10 @@ Example:
 
 from __future__ import annotations
 
+import contextvars
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from rag_routing.candidates import Pricing
@@ -36,6 +41,46 @@ from rag_routing.ledger.tokens import count_tokens
 
 if TYPE_CHECKING:
     from rag_routing.ledger.ledger import CostLedger
+
+
+_METERED: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("rag_routing_metered_ledgers",
+                                                                          default=frozenset())
+
+
+def root_ledger_id(ledger: CostLedger) -> str:
+    """The id of the ledger that finally keeps the entries (decision and stage views forward to it)."""
+    seen = ledger
+    for _ in range(32):
+        parent = getattr(seen, "parent", None)
+        if parent is None or not hasattr(parent, "ledger_id"):
+            parent = getattr(seen, "root", None)
+        if parent is None or not hasattr(parent, "ledger_id"):
+            break
+        seen = parent
+    return seen.ledger_id
+
+
+@contextmanager
+def metered_call(ledger: CostLedger | None) -> Iterator[None]:
+    """Mark the block as one call that the caller already reserves and records in ``ledger``: framework meters
+    (the ambient LangChain handler) skip the model runs inside it, so nothing is counted twice.
+
+    :class:`CallGuard` blocks are marked automatically.
+    """
+    if ledger is None:
+        yield
+        return
+    token = _METERED.set(_METERED.get() | {root_ledger_id(ledger)})
+    try:
+        yield
+    finally:
+        _METERED.reset(token)
+
+
+def is_metered(ledger: CostLedger) -> bool:
+    """Whether the current code runs inside a :func:`metered_call` (or guard) of ``ledger``."""
+    marked = _METERED.get()
+    return bool(marked) and root_ledger_id(ledger) in marked
 
 
 class CallGuard:
@@ -59,16 +104,24 @@ class CallGuard:
         self.reservation: Reservation | None = None
         self.entry: LedgerEntry | None = None
         self._started = 0.0
+        self._token: contextvars.Token[frozenset[str]] | None = None
 
     def __enter__(self) -> CallGuard:
         self.reservation = self.ledger.reserve(
             *self.estimate.amounts(self.est_seconds).as_tuple(),
             label=f"{self._call['stage']}/{self._call['model']}",
         )
+        self._token = _METERED.set(_METERED.get() | {root_ledger_id(self.ledger)})  # see metered_call
         self._started = time.perf_counter()
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self._token is not None:
+            try:
+                _METERED.reset(self._token)
+            except ValueError:  # left in another context than entered: nothing of ours to undo there
+                pass
+            self._token = None
         if self.entry is not None or self.reservation is None:
             return
         if exc_type is not None:
@@ -109,4 +162,4 @@ class CallGuard:
         return self.entry
 
 
-__all__ = ["CallGuard"]
+__all__ = ["CallGuard", "metered_call", "is_metered", "root_ledger_id"]

@@ -37,7 +37,7 @@ from rag_routing.ledger.budget import Budget, Reservation
 from rag_routing.ledger.budget_stores import Amounts
 from rag_routing.ledger.energy import DEFAULT_ENERGY_MODEL, EnergyModel
 from rag_routing.ledger.entry import LedgerEntry, normalize_numbers
-from rag_routing.ledger.pricing import PriceTable, default_table, resolve_pricing
+from rag_routing.ledger.pricing import PriceTable, default_table, price_with_source
 from rag_routing.ledger.tokens import count_tokens, parse_usage
 
 if TYPE_CHECKING:
@@ -59,6 +59,8 @@ class CallEstimate:
     energy_kwh: float | None
     emissions_gco2e: float | None
     priced: bool
+    #: Which source priced the call (see :mod:`rag_routing.ledger.pricing`).
+    price_source: str = "table"
 
     def amounts(self, seconds: float = 0.0) -> Amounts:
         """The estimate in budget units (unknown energy counts as 0 kWh)."""
@@ -164,7 +166,7 @@ class CostLedger:
         """Cost, energy and emissions of a call with these token counts (nothing is recorded)."""
         table = self.prices if self.prices is not None else default_table()
         unpriced_ok = self.allow_unpriced if allow_unpriced is None else allow_unpriced
-        chosen, priced = resolve_pricing(model, pricing, table, unpriced_ok)
+        chosen, priced, source = price_with_source(model, pricing, table, unpriced_ok)
         input_tokens, output_tokens, *_ = normalize_numbers(input_tokens, output_tokens, 0.0, 0.0, None, None)
         total_params = None
         if params_billion is None and model is not None:
@@ -174,7 +176,7 @@ class CostLedger:
         energy = self.energy.estimate(output_tokens, params_billion, input_tokens=input_tokens,
                                       total_params_billion=total_params, request_seconds=seconds)
         return CallEstimate(model, input_tokens, output_tokens, chosen.cost(input_tokens, output_tokens),
-                            energy.kwh, energy.gco2e, priced)
+                            energy.kwh, energy.gco2e, priced, source)
 
     def record_call(self, *, stage: str, model: str, component: str | None = None,
                     input_tokens: int | None = None, output_tokens: int | None = None, seconds: float = 0.0,
@@ -188,6 +190,7 @@ class CostLedger:
         Token counts come, in order of preference, from the provider's ``usage`` (OpenAI, Anthropic, LangChain
         shapes), then ``input_tokens`` / ``output_tokens``, then counting ``input_text`` / ``output_text``.
         The entry is ``estimated`` unless ``usage`` reported both counts (override with ``estimated=``).
+        ``metadata["price_source"]`` says which source priced it (candidate, override, genai-prices, shipped).
         """
         tokens_in, tokens_out, reported = self._resolve_tokens(model, input_tokens, output_tokens, usage,
                                                                input_text, output_text)
@@ -196,7 +199,8 @@ class CostLedger:
         return self.record(
             stage, component, model, input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=est.cost_usd,
             seconds=seconds, energy_kwh=est.energy_kwh, emissions_gco2e=est.emissions_gco2e,
-            decision_id=decision_id, principal=principal, metadata=metadata,
+            decision_id=decision_id, principal=principal,
+            metadata={"price_source": est.price_source, **(metadata or {})},
             estimated=(not reported) if estimated is None else estimated, priced=est.priced,
             reservation=reservation,
         )

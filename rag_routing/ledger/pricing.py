@@ -1,4 +1,15 @@
-"""Price table: US $ per 1M input and output tokens, shipped as dated JSON and overridable.
+"""Price table: US $ per 1M input and output tokens — overrides, then genai-prices, then the shipped JSON.
+
+Where a price comes from, most specific first (:attr:`ModelInfo.priced_by` names it, and every ledger entry
+carries it as ``metadata["price_source"]``):
+
+1. a candidate's own ``Pricing`` (passed with the call) — ``"candidate"``;
+2. :meth:`PriceTable.override` / :meth:`~PriceTable.with_overrides` — ``"override"``;
+3. the maintained database genai-prices (:mod:`~rag_routing.ledger.maintained_prices`; optional, offline,
+   updated monthly) — ``"genai-prices <version>"``; local models, and open-weight models the shipped table
+   prices at a third-party host (Together / Anyscale, as RouterBench-style cost matrices do), keep the
+   shipped price;
+4. the shipped table — ``"shipped <as_of>"``: the offline fallback, and all there is without genai-prices.
 
 The shipped table (``rag_routing/data/prices.json``) carries its date (``as_of``) and where each price comes
 from. Look-ups are case-insensitive and tolerate provider prefixes (``openai/gpt-4o``, ``openai:gpt-4o``),
@@ -49,6 +60,8 @@ class ModelInfo:
     params_billion: float | None = None
     total_params_billion: float | None = None
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    #: Which source priced it: "override", "genai-prices <version>", "shipped <as_of>" or "table".
+    priced_by: str = "table"
 
 
 def _key(model: str) -> str:
@@ -93,20 +106,28 @@ class PriceTable:
     """
 
     def __init__(self, models: Mapping[str, ModelInfo] | None = None, *, as_of: str | None = None,
-                 sources: Mapping[str, str] | None = None):
+                 sources: Mapping[str, str] | None = None, maintained: bool = False):
         self.as_of = as_of
         self.sources = dict(sources or {})
+        #: Consult genai-prices (if installed) before the table's own, non-overridden, non-local entries.
+        self.maintained = maintained
         self._models: dict[str, ModelInfo] = {}
         self._index: dict[str, str] = {}
         self._memo: dict[str, str] = {}  # model id as given -> entry name ("" = unknown)
+        self._resolved: dict[str, ModelInfo | None] = {}  # model id as given -> what find() returns
+        self._overridden: set[str] = set()
         for info in (models or {}).values():
             self._add(info)
 
     # -- construction -------------------------------------------------------------------------------------
     @classmethod
-    def default(cls) -> PriceTable:
-        """A fresh copy of the shipped table (overriding it never changes anyone else's table)."""
-        return cls.from_dict(_shipped_data())
+    def default(cls, *, maintained: bool = True) -> PriceTable:
+        """A fresh copy of the shipped table backed by genai-prices (``maintained=False``: the shipped prices
+        only); overriding it never changes anyone else's table."""
+        data = _shipped_data()
+        table = cls.from_dict(data, priced_by=f"shipped {data.get('as_of')}")
+        table.maintained = maintained
+        return table
 
     @classmethod
     def from_json(cls, path: str | Path) -> PriceTable:
@@ -117,12 +138,12 @@ class PriceTable:
         return cls.from_dict(data)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PriceTable:
-        """Build a table from the parsed JSON format."""
+    def from_dict(cls, data: Mapping[str, Any], *, priced_by: str = "table") -> PriceTable:
+        """Build a table from the parsed JSON format (its own prices only: ``maintained=False``)."""
         models = data.get("models")
         if not isinstance(models, Mapping):
             raise InvalidInputError("a price table needs a 'models' mapping: {name: {'input': .., 'output': ..}}")
-        infos = {name: _info_from_json(name, spec) for name, spec in models.items()}
+        infos = {name: replace(_info_from_json(name, spec), priced_by=priced_by) for name, spec in models.items()}
         return cls(infos, as_of=data.get("as_of"), sources=data.get("sources"))
 
     def to_dict(self) -> dict[str, Any]:
@@ -143,7 +164,9 @@ class PriceTable:
         return {"schema": 1, "as_of": self.as_of, "sources": dict(self.sources), "models": out}
 
     def copy(self) -> PriceTable:
-        return PriceTable(self._models, as_of=self.as_of, sources=self.sources)
+        table = PriceTable(self._models, as_of=self.as_of, sources=self.sources, maintained=self.maintained)
+        table._overridden = set(self._overridden)
+        return table
 
     # -- look-ups -----------------------------------------------------------------------------------------
     def info(self, model: str) -> ModelInfo:
@@ -157,7 +180,38 @@ class PriceTable:
         return found
 
     def find(self, model: str) -> ModelInfo | None:
-        """Like :meth:`info` but ``None`` for an unknown model."""
+        """Like :meth:`info` but ``None`` for an unknown model (sources in the module docstring's order)."""
+        if type(model) is str and model in self._resolved:
+            return self._resolved[model]
+        entry = self._find_entry(model)
+        if self.maintained and (entry is None or not (entry.local or entry.name in self._overridden)):
+            entry = self._maintained(model, entry)
+        if len(self._resolved) < 4096:
+            self._resolved[model] = entry
+        return entry
+
+    def _maintained(self, model: str, entry: ModelInfo | None) -> ModelInfo | None:
+        """genai-prices' price of ``model`` (at the host the shipped entry names), else ``entry``."""
+        from rag_routing.ledger import maintained_prices
+
+        provider = None
+        if entry is not None:
+            if entry.source and entry.source != entry.provider:
+                return entry  # priced at a third-party host (RouterBench-style cost matrices): keep that price
+            provider = entry.provider if entry.provider in maintained_prices.providers() else None
+        found = None
+        for key in (model, *(k for k in _candidate_keys(model) if k != model)):
+            found = maintained_prices.lookup(key, provider)
+            if found is not None:
+                break
+        if found is None:
+            return entry
+        if entry is None:
+            return ModelInfo(name=found.model_id, pricing=found.pricing, provider=found.provider,
+                             source=found.provider, priced_by=found.source)
+        return replace(entry, pricing=found.pricing, priced_by=found.source)
+
+    def _find_entry(self, model: str) -> ModelInfo | None:
         name = self._memo.get(model) if type(model) is str else None
         if name is None:
             if not isinstance(model, str) or not model.strip():
@@ -198,13 +252,14 @@ class PriceTable:
         key = _key(model)
         name = self._index.get(key) or self._index.get(_bare(key))
         if name is not None:
-            info = replace(self._models[name], pricing=pricing)
+            info = replace(self._models[name], pricing=pricing, priced_by="override")
         else:
-            info = ModelInfo(name=model.strip(), pricing=pricing)
+            info = ModelInfo(name=model.strip(), pricing=pricing, priced_by="override")
         if params_billion is not None:
             info = replace(info, params_billion=_positive(params_billion, "params_billion"))
         if local is not None:
             info = replace(info, local=local)
+        self._overridden.add(info.name)
         self._add(info)
         return self
 
@@ -218,6 +273,7 @@ class PriceTable:
 
     def _add(self, info: ModelInfo) -> None:
         self._memo.clear()
+        self._resolved.clear()
         old = self._models.get(info.name)
         if old is not None:
             for alias in old.aliases:
@@ -227,20 +283,29 @@ class PriceTable:
             self._index[_key(alias)] = info.name
 
     def __repr__(self) -> str:
-        return f"PriceTable({len(self)} models, as_of={self.as_of!r})"
+        backed = ", backed by genai-prices" if self.maintained else ""
+        return f"PriceTable({len(self)} models, as_of={self.as_of!r}{backed})"
 
 
 def resolve_pricing(model: str | None, pricing: Pricing | None = None, table: PriceTable | None = None,
                     allow_unpriced: bool = False) -> tuple[Pricing, bool]:
     """The pricing to use and whether it is a real price (``False`` = zero by ``allow_unpriced``)."""
+    chosen, priced, _ = price_with_source(model, pricing, table, allow_unpriced)
+    return chosen, priced
+
+
+def price_with_source(model: str | None, pricing: Pricing | None = None, table: PriceTable | None = None,
+                      allow_unpriced: bool = False) -> tuple[Pricing, bool, str]:
+    """Like :func:`resolve_pricing`, plus which source priced it (``"candidate"``, ``"override"``,
+    ``"genai-prices <version>"``, ``"shipped <as_of>"``, ``"table"`` or ``"unpriced"``)."""
     if pricing is not None:
-        return pricing, True
+        return pricing, True, "candidate"
     if model is not None:
         found = (table if table is not None else default_table()).find(model)
         if found is not None:
-            return found.pricing, True
+            return found.pricing, True, found.priced_by
     if allow_unpriced:
-        return ZERO_PRICE, False
+        return ZERO_PRICE, False, "unpriced"
     raise UnknownPriceError(f"no price known for model {model!r}; pass Pricing(...) or allow_unpriced=True")
 
 
@@ -313,4 +378,5 @@ def _info_from_json(name: str, spec: Mapping[str, Any]) -> ModelInfo:
     )
 
 
-__all__ = ["PriceTable", "ModelInfo", "Pricing", "estimate_cost", "resolve_pricing", "default_table", "ZERO_PRICE"]
+__all__ = ["PriceTable", "ModelInfo", "Pricing", "estimate_cost", "resolve_pricing", "price_with_source",
+           "default_table", "ZERO_PRICE"]

@@ -151,3 +151,39 @@ def test_estimate_cost():
         estimate_cost("gpt-4o", -1, 0)
     with pytest.raises(InvalidInputError):
         estimate_cost("gpt-4o", float("nan"), 0)
+
+
+def test_genai_prices_backs_the_shipped_table_and_names_its_source():
+    pytest.importorskip("genai_prices")
+    from rag_routing.ledger import CostLedger
+
+    table = PriceTable.default()
+    assert table.find("gpt-5") is not None and table.find("gpt-5").priced_by.startswith("genai-prices")
+    assert PriceTable.default(maintained=False).find("gpt-5") is None  # the shipped table alone
+    assert table.find("gpt-4o-2024-08-06").pricing == Pricing(input_per_mtok=2.5, output_per_mtok=10.0)
+    # local models and host-priced open-weight models keep the shipped price
+    assert table.find("SmolLM2-135M-Instruct").priced_by.startswith("shipped")
+    assert table.find("mixtral-8x7b-chat").pricing.input_per_mtok == 0.6
+    # overrides beat genai-prices; a candidate's own Pricing beats both
+    custom = PriceTable.default().override("gpt-5", Pricing(input_per_mtok=1, output_per_mtok=1))
+    assert custom.find("gpt-5").priced_by == "override" and custom.get("gpt-5").input_per_mtok == 1
+    ledger = CostLedger(prices=custom)
+    e1 = ledger.record_call(stage="generation", model="gpt-5", input_tokens=10)
+    e2 = ledger.record_call(stage="generation", model="claude-opus-4-1", input_tokens=10)
+    e3 = ledger.record_call(stage="generation", model="gpt-5", input_tokens=10,
+                            pricing=Pricing(input_per_mtok=3, output_per_mtok=3))
+    assert [e.metadata["price_source"] for e in (e1, e3)] == ["override", "candidate"]
+    assert e2.metadata["price_source"].startswith("genai-prices")
+
+
+def test_without_genai_prices_the_shipped_table_prices_everything(monkeypatch):
+    from rag_routing.ledger import maintained_prices
+
+    monkeypatch.setattr(maintained_prices, "available", lambda: False)
+    maintained_prices.lookup.cache_clear()
+    try:
+        table = PriceTable.default()
+        assert table.find("gpt-5") is None
+        assert table.find("gpt-4o").priced_by.startswith("shipped")
+    finally:
+        maintained_prices.lookup.cache_clear()

@@ -73,6 +73,7 @@ from rag_routing.integrations.langchain.call_estimate import (
     prompt_text,
 )
 from rag_routing.ledger.budget import Reservation
+from rag_routing.ledger.guard import is_metered, root_ledger_id
 from rag_routing.ledger.ledger import CostLedger
 from rag_routing.ledger.scope import current_ledger
 from rag_routing.ledger.stage_names import GENERATION
@@ -92,19 +93,6 @@ _CLAIMS_LOCK = threading.Lock()
 def _either(ledger: CostLedger | None, fallback: CostLedger | None) -> CostLedger | None:
     # not ``ledger or fallback``: an empty CostLedger is falsy (it has __len__)
     return ledger if ledger is not None else fallback
-
-
-def _root_id(ledger: CostLedger) -> str:
-    """The id of the ledger that finally keeps the entries (decision and stage views forward to it)."""
-    seen = ledger
-    for _ in range(32):
-        parent = getattr(seen, "parent", None)
-        if not isinstance(parent, CostLedger):
-            parent = getattr(seen, "root", None)
-        if not isinstance(parent, CostLedger):
-            break
-        seen = parent
-    return seen.ledger_id
 
 
 @dataclass
@@ -214,9 +202,9 @@ class LedgerCallbackHandler(BaseCallbackHandler):
         if params.get(SELF_RECORDING_FLAG):
             return
         ledger = _either(self.ledger, current_ledger())
-        if ledger is None:
+        if ledger is None or is_metered(ledger):  # no ledger, or the caller's guard records this call
             return
-        key = (run_id, _root_id(ledger))
+        key = (run_id, root_ledger_id(ledger))
         with _CLAIMS_LOCK:
             holder = _CLAIMS.get(key)
             if holder is not None and holder is not self and (self.ambient or not holder.ambient):

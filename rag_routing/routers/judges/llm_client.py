@@ -45,6 +45,7 @@ from typing import Any
 
 from rag_routing.candidates import Pricing
 from rag_routing.errors import InvalidInputError
+from rag_routing.ledger.guard import metered_call
 from rag_routing.ledger.ledger import CostLedger
 from rag_routing.ledger.scope import current_ledger
 from rag_routing.ledger.tokens import count_tokens, parse_usage
@@ -244,7 +245,8 @@ class LLMClient:
             if self.kind == "local":
                 reply = self._local.generate(messages, **_local_options(options))
             elif self.kind == "chat":
-                reply = self.llm.invoke(_lc_messages(messages), **(options if self.pass_options else {}))
+                with metered_call(ledger):  # recorded here: LangChain's ambient meter skips this run
+                    reply = self.llm.invoke(_lc_messages(messages), **(options if self.pass_options else {}))
             else:
                 reply = self.llm(prompt_text(messages))
                 if inspect.isawaitable(reply):
@@ -269,10 +271,11 @@ class LLMClient:
                 reply = await self._local.agenerate(messages, **_local_options(options))
             elif self.kind == "chat":
                 kwargs = options if self.pass_options else {}
-                if hasattr(self.llm, "ainvoke"):
-                    reply = await self.llm.ainvoke(_lc_messages(messages), **kwargs)
-                else:
-                    reply = await asyncio.to_thread(self.llm.invoke, _lc_messages(messages), **kwargs)
+                with metered_call(ledger):  # recorded here: LangChain's ambient meter skips this run
+                    if hasattr(self.llm, "ainvoke"):
+                        reply = await self.llm.ainvoke(_lc_messages(messages), **kwargs)
+                    else:
+                        reply = await asyncio.to_thread(self.llm.invoke, _lc_messages(messages), **kwargs)
             else:
                 reply = self.llm(prompt_text(messages))
                 if inspect.isawaitable(reply):
