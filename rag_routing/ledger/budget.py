@@ -125,7 +125,8 @@ class Budget:
         return any(s > lim for s, lim in zip(self.spent().as_tuple(), self.limits.as_tuple()))
 
     def reset(self) -> None:
-        """Start again from zero (e.g. a new billing period for a principal)."""
+        """Start again from zero (e.g. a new billing period for a principal); live leases of calls still
+        running stay reserved."""
         self.store.reset(self.key)
 
     def to_dict(self) -> dict[str, Any]:

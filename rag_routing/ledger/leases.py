@@ -41,6 +41,7 @@ class LeaseKeeper:
         self._held: dict[int, weakref.ref[Reservation]] = {}
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
+        self._beat: float | None = None  # the interval the thread sleeps on now (None: until woken)
 
     def keep(self, reservation: Reservation) -> None:
         """Renew ``reservation``'s lease until :meth:`drop` (or until it is garbage-collected)."""
@@ -52,7 +53,9 @@ class LeaseKeeper:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="rag-routing-lease-heartbeat", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            interval = self._interval([reservation])
+            if self._beat is None or (interval is not None and interval < self._beat):
+                self._cond.notify()  # wake the thread only when this lease needs an earlier beat
 
     def drop(self, reservation: Reservation) -> None:
         with self._cond:
@@ -81,7 +84,7 @@ class LeaseKeeper:
         next_beat: float | None = None
         while True:
             with self._cond:
-                interval = self._interval(self._live())
+                interval = self._beat = self._interval(self._live())
                 if interval is None:  # nothing held: sleep until a reservation is registered
                     next_beat = None
                     self._cond.wait()
