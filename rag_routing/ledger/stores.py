@@ -33,7 +33,7 @@ from typing import Protocol, runtime_checkable
 
 from rag_routing.errors import CorruptStateError, DuplicateEntryError, InvalidInputError
 from rag_routing.ledger.entry import ENTRY_FIELDS, LedgerEntry
-from rag_routing.sqlite_connection import busy_error, is_busy
+from rag_routing.sqlite_connection import busy_error, is_busy, sqlite_errors
 
 SCHEMA_VERSION = 1
 _COLUMNS = ENTRY_FIELDS  # one column per entry field, same names
@@ -228,11 +228,11 @@ class SQLiteStore:
         return entries
 
     def namespaces(self) -> list[str]:
-        with self._lock:
+        with self._lock, sqlite_errors(self.path, "ledger store"):
             return [r[0] for r in self._conn.execute("SELECT DISTINCT namespace FROM ledger_entries ORDER BY 1")]
 
     def __len__(self) -> int:
-        with self._lock:
+        with self._lock, sqlite_errors(self.path, "ledger store"):
             return self._conn.execute(
                 "SELECT COUNT(*) FROM ledger_entries WHERE namespace = ?", (self.namespace,)
             ).fetchone()[0]
