@@ -42,10 +42,11 @@ def _adapter(obj: Any, table: tuple[tuple[str, str, str], ...]) -> Any:
     return None
 
 
-def adapt_retriever(retriever: Any) -> Any:
-    """``retriever`` with ``retrieve(query, k)``: a LangChain / LlamaIndex retriever wrapped, anything else as is."""
+def adapt_retriever(retriever: Any, name: str | None = None) -> Any:
+    """``retriever`` with ``retrieve(query, k)``: a LangChain / LlamaIndex retriever wrapped (named ``name`` in
+    hits and the ledger), anything else as is."""
     adapter = _adapter(retriever, _RETRIEVERS)
-    return retriever if adapter is None else adapter(retriever)
+    return retriever if adapter is None else adapter(retriever, name=name)
 
 
 def adapt_llm(llm: Any) -> Any:

@@ -80,7 +80,7 @@ class RetrieverRouter(StageRouter):
         if not isinstance(retrievers, Mapping) or not retrievers:
             raise InvalidInputError("RetrieverRouter needs a non-empty mapping {name: retriever}")
         self.k = _check_k(k)
-        retrievers = {key: adapt_retriever(r) for key, r in retrievers.items()}
+        retrievers = {key: adapt_retriever(r, name=key) for key, r in retrievers.items()}
         options = {key: RetrieveOption(r, self.k) if callable(getattr(r, "retrieve", None)) else r
                    for key, r in retrievers.items()}
         super().__init__(options, router=router, default=default, lam=lam, budget=budget, name=name)

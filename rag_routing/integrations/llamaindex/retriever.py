@@ -4,7 +4,8 @@
 retriever, ...) the ``retrieve(query, k)`` / ``aretrieve`` interface the retriever and retrieval-strategy stages
 take, so it can be an option of :class:`~rag_routing.stages.retriever.RetrieverRouter` (which wraps LlamaIndex
 retrievers automatically). Hits are :class:`~rag_routing.retrieval.documents.ScoredDocument` objects: id
-``node.node_id``, text ``node.get_content()``, title ``metadata["title"]``, the other metadata kept, score
+``metadata["_id"]`` / ``metadata["id"]`` if set, else the source document's id (``node.ref_doc_id``: the
+``id_`` you gave the ``Document``; its chunks share it), else ``node.node_id``; text ``node.get_content()``, title ``metadata["title"]``, the other metadata kept, score
 ``NodeWithScore.score`` (``1 / rank`` when the retriever gives none).
 
 LlamaIndex retrievers fix their number of results when they are built (``similarity_top_k``): ``k`` cuts it,
@@ -52,7 +53,8 @@ def from_llamaindex_nodes(nodes: Iterable[NodeWithScore], *, retriever: str = "l
         title = str(metadata.pop("title", "") or "")
         score = item.score if item.score is not None and math.isfinite(item.score) else 1.0 / rank
         text = item.node.get_content()
-        hits.append(ScoredDocument(Document(id=item.node.node_id, text=text, title=title, metadata=metadata),
+        doc_id = metadata.pop("_id", None) or metadata.pop("id", None) or item.node.ref_doc_id or item.node.node_id
+        hits.append(ScoredDocument(Document(id=str(doc_id), text=text, title=title, metadata=metadata),
                                    float(score), rank, retriever))
     return hits
 
@@ -60,7 +62,7 @@ def from_llamaindex_nodes(nodes: Iterable[NodeWithScore], *, retriever: str = "l
 def to_llamaindex_nodes(hits: Iterable[ScoredDocument]) -> list[NodeWithScore]:
     """Scored hits as ``NodeWithScore`` over ``TextNode`` (id, text, metadata plus title, rank, retriever)."""
     return [NodeWithScore(node=TextNode(id_=hit.id, text=hit.text,
-                                        metadata={**dict(hit.document.metadata), "title": hit.title,
+                                        metadata={**dict(hit.document.metadata), "_id": hit.id, "title": hit.title,
                                                   "rank": hit.rank, "retriever": hit.retriever}),
                           score=hit.score)
             for hit in hits]
