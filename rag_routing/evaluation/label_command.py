@@ -2,7 +2,8 @@
 
 ``rag-routing label QUERIES.jsonl --candidate NAME=SPEC [--candidate ...] --out DATA.jsonl [--scorer f1]
 [--judge SPEC] [--sampler all|decision_value|uncertainty|random] [--max-labels N] [--batch-size 8]
-[--max-usd X] [--max-tokens 64] [--system TEXT] [--seed 0] [--featurizer minilm|tfidf]``
+[--max-usd X] [--max-tokens 64] [--system TEXT] [--seed 0] [--featurizer minilm|tfidf]
+[--ray [ADDRESS]] [--ray-chunk 4] [--budget-redis URL --budget-key KEY]``
 
 * ``QUERIES.jsonl``: one query a line, ``{"query": "...", "answers": ["...", ...], "meta": {...}}``
   (``answer`` or ``references`` work too); a generic routing JSONL (references in ``meta.references``) too.
@@ -15,6 +16,10 @@
   expected information (:mod:`rag_routing.evaluation.active_sampling`), up to ``--max-labels``.
 * ``--out``: written atomically after every batch; an existing file is resumed (its labels are kept).
 * ``--max-usd``: a ledger budget; a call that would exceed it is refused before it runs, and labelling stops.
+  With ``--budget-redis URL`` the budget lives in Redis under ``--budget-key``, shared by every process and
+  Ray worker that names the same key.
+* ``--ray [ADDRESS]``: each batch's cells are labelled by Ray workers (:mod:`rag_routing.ray_jobs`); the table
+  and the ledger are the same as one process's; a budget then needs ``--budget-redis``.
 
 Example:
     >>> parser = argparse.ArgumentParser(prog="rag-routing")
@@ -55,6 +60,13 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
     parser.add_argument("--featurizer", default="minilm", help="query features of the active samplers: minilm "
                         "(offline, cached) or tfidf")
+    parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                        help="label each batch's cells on Ray workers: a local Ray, or the cluster at ADDRESS "
+                        "('auto', 'ray://host:10001'); needs the ray extra")
+    parser.add_argument("--ray-chunk", type=int, default=4, help="cells per Ray task (default 4)")
+    parser.add_argument("--budget-redis", metavar="URL", help="keep the --max-usd budget in this Redis, shared by "
+                        "every worker and process that uses the same --budget-key (required with --ray)")
+    parser.add_argument("--budget-key", default="rag-routing-label", help="the shared budget's key in Redis")
     parser.add_argument("--quiet", action="store_true", help="less logging")
     parser.set_defaults(run=run_label)
 
@@ -131,24 +143,49 @@ def _scorer(args: argparse.Namespace) -> Any:
     return make_scorer(args.scorer)
 
 
+def _budget_and_executor(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The driver ledger's budget and the cell executor: on Ray the budget lives in Redis, in the workers."""
+    from rag_routing.ledger import Budget
+
+    if args.ray_chunk < 1:
+        raise InvalidInputError(f"--ray-chunk must be >= 1, got {args.ray_chunk}")
+    shared = None
+    if args.budget_redis is not None:
+        if args.max_usd is None:
+            raise InvalidInputError("--budget-redis keeps the --max-usd budget; pass --max-usd too")
+        from rag_routing.ray_jobs import SharedRedisBudget
+
+        shared = SharedRedisBudget(args.budget_redis, key=args.budget_key, max_usd=args.max_usd)
+    if args.ray is None:
+        budget = shared() if shared is not None else (None if args.max_usd is None else Budget(max_usd=args.max_usd))
+        return budget, None
+    if args.max_usd is not None and shared is None:
+        raise InvalidInputError("with --ray the budget must be shared by the workers: pass --budget-redis URL")
+    from rag_routing.ray_jobs import RayCellExecutor
+
+    return None, RayCellExecutor(None if args.ray == "local" else args.ray, chunk_size=args.ray_chunk,
+                                 budget_factory=shared)
+
+
 def run_label(args: argparse.Namespace) -> int:
     """Label the queries (see module docstring); prints what was done and the bill by stage."""
     from rag_routing.evaluation.active_sampling import make_sampler
     from rag_routing.evaluation.labeling import RoutingDataBuilder
     from rag_routing.evaluation.quality_posterior import NeighbourPosterior
-    from rag_routing.ledger import Budget, CostLedger, ledger_scope
+    from rag_routing.ledger import CostLedger, ledger_scope
 
     queries, references, metadata = read_queries(args.queries)
+    budget, executor = _budget_and_executor(args)
     builder = RoutingDataBuilder(queries, _candidates(args.candidate), _scorer(args), references=references,
                                  metadata=metadata, path=args.out, system=args.system, max_tokens=args.max_tokens,
-                                 name=Path(args.out).stem)
+                                 name=Path(args.out).stem, executor=executor)
     sampler = None
     if args.sampler == "random":
         sampler = make_sampler("random", seed=args.seed)
     elif args.sampler != "all":
         sampler = make_sampler(args.sampler, posterior=NeighbourPosterior(featurizer=args.featurizer), seed=args.seed)
     before = int(builder.is_labelled().sum())
-    ledger = CostLedger(budget=None if args.max_usd is None else Budget(max_usd=args.max_usd))
+    ledger = CostLedger(budget=budget)
     with ledger_scope(ledger):
         run = builder.run(sampler, max_labels=args.max_labels, batch_size=args.batch_size)
     total = builder.is_labelled().size

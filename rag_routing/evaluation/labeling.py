@@ -94,6 +94,33 @@ class LabelingRun:
     path: Path | None
 
 
+@dataclass(frozen=True)
+class CellLabeler:
+    """Generates and scores one cell. It holds no table and no ledger, so it can travel to other processes
+    (:mod:`rag_routing.ray_jobs` ships it to Ray workers); the builder and the workers share this one path."""
+
+    clients: Mapping[str, Any]
+    scorer: AnswerScorer
+    system: str | None
+    max_tokens: int
+
+    def messages(self, query: str) -> list[dict[str, str]]:
+        user = [{"role": "user", "content": query}]
+        return [{"role": "system", "content": self.system}, *user] if self.system else user
+
+    def generate(self, query: str, candidate: str) -> tuple[str, float]:
+        """Call ``candidate`` on ``query`` (inside the ambient ledger): the answer and what the call cost."""
+        done = self.clients[candidate].complete(self.messages(query), max_tokens=self.max_tokens, temperature=0.0)
+        return done.text, float(done.cost_usd)
+
+    def score(self, ledger: CostLedger, query: str, answer: str, references: Any) -> tuple[float, float]:
+        """The answer's quality and the US $ the judge's calls added to ``ledger``."""
+        start = len(ledger)
+        quality = self.scorer.score(query, answer, references)
+        judge_usd = math.fsum(e.cost_usd for e in ledger.entries[start:] if e.stage == LABEL_JUDGE_STAGE)
+        return float(quality), judge_usd
+
+
 def _query_list(queries: Sequence[str]) -> list[str]:
     if isinstance(queries, str) or not isinstance(queries, Sequence) or not queries:
         raise InvalidInputError("queries must be a non-empty list of strings")
@@ -123,13 +150,17 @@ class RoutingDataBuilder:
         on_error: ``"raise"`` (default) or ``"skip"`` a cell whose call or scoring fails (it is not retried in
             this session; a resumed session tries it again).
         name: the dataset name.
+        executor: where the cells of a batch are labelled: ``None`` (here, one after another) or an object
+            with ``label_cells(builder, ledger, cells)`` such as :class:`rag_routing.ray_jobs.RayCellExecutor`
+            (a Ray cluster; the same table and ledger entries as here).
     """
 
     def __init__(self, queries: Sequence[str], candidates: Mapping[str, Any], scorer: AnswerScorer, *,
                  references: Sequence[Sequence[str] | str | None] | None = None,
                  metadata: Sequence[Mapping[str, Any]] | None = None, path: str | Path | None = None,
                  system: str | None = None, max_tokens: int = 256, pricing: Mapping[str, Pricing] | None = None,
-                 allow_unpriced: bool | None = None, on_error: str = "raise", name: str = "labels"):
+                 allow_unpriced: bool | None = None, on_error: str = "raise", name: str = "labels",
+                 executor: Any = None):
         from rag_routing.routers.judges.llm_client import LLMClient
 
         rows = _query_list(queries)
@@ -151,6 +182,10 @@ class RoutingDataBuilder:
                                    stage=LABEL_GENERATION_STAGE, component=str(key))
             self.clients[str(key)] = client
         self.scorer, self.system, self.max_tokens, self.on_error = scorer, system, int(max_tokens), on_error
+        self.labeler = CellLabeler(self.clients, scorer, system, self.max_tokens)
+        if executor is not None and not callable(getattr(executor, "label_cells", None)):
+            raise InvalidInputError(f"executor must have label_cells(builder, ledger, cells), got {executor!r}")
+        self.executor = executor
         self.path = None if path is None else Path(path)
         self.ledger = CostLedger()  # used only when no ambient ledger is open
         self._table = self._empty_table(rows, references, metadata, name)
@@ -230,27 +265,43 @@ class RoutingDataBuilder:
         return write_jsonl(self._table, target)
 
     # -- labelling ----------------------------------------------------------------------------------------
-    def _messages(self, query: str) -> list[dict[str, str]]:
-        user = [{"role": "user", "content": query}]
-        return [{"role": "system", "content": self.system}, *user] if self.system else user
-
     def _label_one(self, ledger: CostLedger, i: int, j: int) -> LabelOutcome:
         t = self._table
-        responses = t.responses
-        assert responses is not None
         name = t.candidates[j]
-        answer = responses[i][j]
+        answer = t.responses[i][j] if t.responses is not None else None
         if answer is None:  # a cell generated earlier but not scored keeps its answer and cost
-            done = self.clients[name].complete(self._messages(t.queries[i]), max_tokens=self.max_tokens,
-                                               temperature=0.0)
-            answer = responses[i][j] = done.text
-            t.cost[i, j] = done.cost_usd
-        start = len(ledger)
-        references = t.metadata[i].get("references")
-        quality = self.scorer.score(t.queries[i], answer, references)
-        judge_usd = math.fsum(e.cost_usd for e in ledger.entries[start:] if e.stage == LABEL_JUDGE_STAGE)
+            answer, cost = self.labeler.generate(t.queries[i], name)
+            self.store_answer(i, j, answer, cost)
+        quality, judge_usd = self.labeler.score(ledger, t.queries[i], answer, t.metadata[i].get("references"))
+        return self.store_quality(i, j, quality, judge_usd)
+
+    def store_answer(self, i: int, j: int, answer: str, cost_usd: float) -> None:
+        """Keep cell ``(i, j)``'s answer and its call's cost (scored or not: a rescore needs no new call)."""
+        responses = self._table.responses
+        assert responses is not None
+        responses[i][j] = answer
+        self._table.cost[i, j] = cost_usd
+
+    def store_quality(self, i: int, j: int, quality: float, judge_usd: float) -> LabelOutcome:
+        """Label cell ``(i, j)`` (its answer is stored already) and return the outcome."""
+        t = self._table
         t.quality[i, j] = quality
-        return LabelOutcome(i, name, answer, quality, float(t.cost[i, j]), judge_usd)
+        answer = t.responses[i][j] if t.responses is not None else ""
+        return LabelOutcome(i, t.candidates[j], answer or "", quality, float(t.cost[i, j]), judge_usd)
+
+    def cell_failed(self, i: int, j: int, error: BaseException) -> None:
+        """A cell's call or scoring failed: raise (``on_error="raise"``) or mark it and go on (``"skip"``)."""
+        if self.on_error == "raise":
+            raise error
+        self.failed_[i, j] = True
+        logger.warning("labelling query %d with %r failed: %s", i, self._table.candidates[j], error)
+
+    def cell_payload(self, i: int, j: int) -> tuple[int, int, str, str, Any, str | None, float]:
+        """What a worker needs to label cell ``(i, j)`` elsewhere: indices, query, candidate, references and
+        an answer generated earlier (with its cost) or ``None``."""
+        t = self._table
+        answer = t.responses[i][j] if t.responses is not None else None
+        return (i, j, t.queries[i], t.candidates[j], t.metadata[i].get("references"), answer, float(t.cost[i, j]))
 
     def label(self, cells: Iterable[tuple[int, int]]) -> list[LabelOutcome]:
         """Label ``cells`` (``(query_index, candidate_index)``; labelled ones are skipped) and save the table.
@@ -263,23 +314,21 @@ class RoutingDataBuilder:
         bad = [(i, j) for i, j in pairs if not (0 <= i < n and 0 <= j < m)]
         if bad:
             raise InvalidInputError(f"cells {bad[:3]} are outside the {n} x {m} table")
+        todo = [(i, j) for i, j in dict.fromkeys(pairs) if np.isnan(self._table.quality[i, j])]
         ambient = current_ledger()
         ledger = ambient if ambient is not None else self.ledger
         outcomes: list[LabelOutcome] = []
         with nullcontext() if ambient is not None else ledger_scope(ledger):
             try:
-                for i, j in pairs:
-                    if not np.isnan(self._table.quality[i, j]):
-                        continue
+                if self.executor is not None:
+                    outcomes = list(self.executor.label_cells(self, ledger, todo))
+                for i, j in todo if self.executor is None else ():
                     try:
                         outcomes.append(self._label_one(ledger, i, j))
                     except BudgetExceededError:
                         raise
                     except Exception as exc:
-                        if self.on_error == "raise":
-                            raise
-                        self.failed_[i, j] = True
-                        logger.warning("labelling query %d with %r failed: %s", i, self._table.candidates[j], exc)
+                        self.cell_failed(i, j, exc)
             finally:
                 if self.path is not None:
                     self.save()
@@ -331,4 +380,4 @@ class RoutingDataBuilder:
                            seconds=time.perf_counter() - started, stopped=stopped, path=self.path)
 
 
-__all__ = ["RoutingDataBuilder", "LabelOutcome", "LabelingRun", "LABEL_GENERATION_STAGE"]
+__all__ = ["RoutingDataBuilder", "CellLabeler", "LabelOutcome", "LabelingRun", "LABEL_GENERATION_STAGE"]
