@@ -36,6 +36,10 @@ from typing import Any
 from rag_routing.stages.state import RAGState
 
 
+#: How long closing an async stream waits for the generation to stop before cancelling the task.
+_STOP_WAIT_SECONDS = 30.0
+
+
 class StreamAbandoned(Exception):
     """Raised inside a pipeline whose stream consumer went away (the generator stopped; nothing is lost)."""
 
@@ -217,9 +221,13 @@ class AsyncAnswerStream:
                 yield item.state.answer
         finally:
             if not task.done():
-                control.cancel()  # a worker thread stops at its next piece; the task itself is cancelled
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+                # The generator stops at its next piece and records what it produced; wait for that (the
+                # ledger is complete when aclose returns), cancelling the task only if it does not stop.
+                control.cancel()
+                _, pending = await asyncio.wait({task}, timeout=_STOP_WAIT_SECONDS)
+                if pending:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
 
     async def aclose(self) -> None:
         """Stop early (as :meth:`AnswerStream.close`)."""
