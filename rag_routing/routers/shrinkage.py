@@ -5,12 +5,13 @@ classifier. The linear empirical-Bayes estimate (Efron & Morris 1975; the regres
 
     quality[q, j] = m_j + w_j · (ŝ[q, j] - s̄_j)
 
-with ``m_j`` candidate ``j``'s training-mean quality, ``s̄_j`` its mean held-out prediction and ``w_j >= 0`` the
-least-squares slope of the observed outcomes on *held-out* predictions: the router is refitted on ``folds - 1``
-folds and predicts the last (cross-fitting), so ``w_j`` measures how much of the router's spread is signal.
+with ``m_j`` candidate ``j``'s training-mean quality, ``s̄_j`` its mean held-out prediction and ``w_j`` in
+``[0, 1]`` the least-squares slope of the observed outcomes on *held-out* predictions, itself shrunk toward 0 by
+its standard error (positive-part James-Stein, ``w·max(0, 1 - se²/w²)``): the router is refitted on
+``folds - 1`` folds and predicts the last (cross-fitting), so ``w_j`` measures how much of its spread is signal.
 ``w_j = 0`` is the prior (every query gets the best fixed candidate); ``w_j = 1`` and ``s̄_j = m_j`` leave the
-estimate as it was. The shrinkage is kept only when the held-out routing quality with it (AIQ of the λ sweep, or
-the quality at λ = 0 when all candidates cost the same) is at least that without it, so on data like the
+estimate as it was. The shrinkage is kept only when the held-out routing quality with it (the realised utility
+``quality - λ·cost`` averaged over a λ sweep, see :func:`routing_score`) is at least that without it, so on data like the
 training data it cannot make decisions worse; otherwise the router keeps its raw estimates (and ``notes`` says
 why).
 
@@ -55,7 +56,7 @@ class Shrinkage:
     weight: np.ndarray
     #: ``(low, high)`` of the training outcomes: shrunk estimates stay inside it.
     bounds: tuple[float, float] = (-np.inf, np.inf)
-    #: Held-out figures: routing score (AIQ or quality at λ=0) and mean squared error, raw and shrunk.
+    #: Held-out figures: routing score (:func:`routing_score`) and mean squared error, raw and shrunk.
     report: dict[str, float] = field(default_factory=dict)
 
     def apply(self, S: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
@@ -90,25 +91,31 @@ def fit_weights(predictions: np.ndarray, outcomes: np.ndarray, center: np.ndarra
         mean_prediction[j] = x.mean()
         dx = x - x.mean()
         var = float(dx @ dx)
-        weight[j] = 0.0 if var <= 1e-12 else float(np.clip(dx @ (y - y.mean()) / var, 0.0, MAX_WEIGHT))
+        if var <= 1e-12:
+            continue
+        slope = float(dx @ (y - y.mean())) / var
+        residual = y - y.mean() - slope * dx
+        se2 = float(residual @ residual) / max(x.size - 2, 1) / var
+        # Positive-part James-Stein on the slope itself: a slope within noise of 0 is pulled to 0.
+        slope *= max(0.0, 1.0 - se2 / slope ** 2) if slope else 0.0
+        weight[j] = float(np.clip(slope, 0.0, MAX_WEIGHT))
     known = outcomes[~np.isnan(outcomes)]
     bounds = (float(known.min()), float(known.max())) if known.size else (-np.inf, np.inf)
     return Shrinkage(center=np.asarray(center, float), mean_prediction=mean_prediction, weight=weight, bounds=bounds)
 
 
-def routing_score(S: np.ndarray, dataset: RoutingDataset) -> float:
-    """Held-out routing quality of estimates ``S``: AIQ of the λ sweep over the mean costs, or the realised
-    quality at λ = 0 when the candidates cost the same."""
-    from rag_routing.evaluation.metrics import aiq
-    from rag_routing.evaluation.sweep import lambda_grid, realised, select_many
+def routing_score(S: np.ndarray, dataset: RoutingDataset, lams: np.ndarray) -> float:
+    """Held-out routing quality of estimates ``S``: the realised utility ``quality - λ·cost`` of the decisions
+    (at the mean costs), averaged over ``lams``, each in quality units (divided by ``1 + λ·cost spread``).
+
+    Not the AIQ hull: a hull over a sweep rewards noisy estimates, whose points scatter above the line between
+    the fixed candidates by chance."""
+    from rag_routing.evaluation.sweep import realised, select_many
 
     C = np.broadcast_to(np.nan_to_num(dataset.mean_cost(), nan=0.0), S.shape)
-    lams = lambda_grid(S, C, N_LAMBDAS)
     cost, quality = realised(dataset, select_many(S, C, lams))
-    lo, hi = float(C.min()), float(C.max())
-    if hi - lo <= 1e-15 or lams.size == 1:
-        return float(quality[0])
-    return float(aiq(cost, quality, (lo, hi)))
+    spread = float(C.max() - C.min())
+    return float(np.mean((quality - lams * cost) / (1.0 + lams * spread)))
 
 
 def _clone(router: Router) -> Router:
@@ -154,7 +161,11 @@ def fit_shrinkage(router: Router, features: np.ndarray, dataset: RoutingDataset,
         return None
     shrinkage = fit_weights(held_out, dataset.quality, prior_quality(dataset))
     shrunk = shrinkage.apply(held_out)
-    raw_score, shrunk_score = routing_score(held_out, dataset), routing_score(shrunk, dataset)
+    from rag_routing.evaluation.sweep import lambda_grid
+
+    lams = lambda_grid(held_out, np.broadcast_to(np.nan_to_num(dataset.mean_cost(), nan=0.0), held_out.shape),
+                       N_LAMBDAS)
+    raw_score, shrunk_score = routing_score(held_out, dataset, lams), routing_score(shrunk, dataset, lams)
     known = ~np.isnan(dataset.quality)
     shrinkage.report = {
         "routing_raw": raw_score, "routing_shrunk": shrunk_score,
