@@ -106,7 +106,7 @@ def test_state_survives_a_kill_and_restart(redis_server):
 def test_corrupt_state_is_a_typed_error(redis_server):
     store = RedisBanditStore(redis_server.url)
     store.connection.client.hset("rag_routing:bandit_state:{k}", mapping={"data": b"\x00garbage", "version": 1})
-    with pytest.raises(CorruptStateError, match="unreadable"):
+    with pytest.raises(CorruptStateError, match="readable"):
         store.get("k")
     with pytest.raises(CorruptStateError):
         store.update("k", add_one)
