@@ -49,6 +49,7 @@ def test_a_restart_with_a_fixed_ledger_id_keeps_every_entry(kind, tmp_path, requ
     assert sum(e.cost_usd for e in entries) == 20.0
 
 
+@pytest.mark.slow  # two subprocesses: runs in CI (make test)
 def test_one_export_restored_in_two_processes_keeps_every_entry(tmp_path):
     source = CostLedger(ledger_id="exported")
     source.record("generation", "m", cost_usd=0.25)
