@@ -1,13 +1,17 @@
-"""Throughput and router overhead of ``rag-routing serve`` on loopback.
+"""Throughput, latency and memory of ``rag-routing serve``: dynamic batching against routing each request alone.
 
-Run: ``python benchmarks/serve.py [--data ../shared/data] [--router knn] [--requests 2000] [--concurrency 32]``.
+Run: ``python benchmarks/serve.py [--data ../shared/data] [--router knn] [--featurizer minilm]
+[--requests 240] [--concurrency 1,8,32] [--window-ms 2,0]``.
 
-A server process (uvicorn, one worker) serves a router fitted on 600 RouteLLM MMLU queries (TF-IDF-LSA
-features) with instant stand-in generators, so what is measured is the HTTP layer, auth, budgets, the ledger
-and the router, not an LLM. A client process sends MMLU questions with ``httpx.AsyncClient`` at a fixed
-concurrency, once with ``model="auto"`` (routed) and once forcing a candidate (no routing), then streaming.
-Printed: requests/s, end-to-end p50/p99 latency, and the router's own p50/p99 time per request (the
-``router_seconds`` the server reports in ``x_rag_routing``).
+A router (default: knn on the default MiniLM features) is fitted on 600 RouteLLM MMLU queries and saved; then,
+one after the other, two server processes load it the way ``rag-routing serve`` does (``load_router``), one
+routing each request alone (``batch_window=None``, the path before batching) and one batching concurrent
+requests (:class:`~rag_routing.server.batching.RouteBatcher`), once per ``--window-ms`` value (0: a batch
+takes only what queued while the previous one ran). Generators answer instantly, so
+what is measured is the HTTP layer, auth, budgets, the ledger and the router: every request carries a new
+MMLU question, tagged with a run token so that no embedding is found in the on-disk cache. Printed per mode and concurrency: requests/s, end-to-end p50/p99
+latency, the router's own p50 (``router_seconds``, which includes the wait for a batch), and the server's RSS
+(current and peak, from ``/proc``).
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ import argparse
 import asyncio
 import os
 import socket
-import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,109 +30,140 @@ from typing import Any
 import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 KEY = "sk-bench-0123456789"
 
 
-def _queries(data: Path, n_train: int, seed: int) -> tuple[Any, list[str]]:
+def _split(data: Path, n_train: int, seed: int) -> tuple[Any, list[str]]:
     from rag_routing.evaluation.loaders import load_routellm
 
     full = load_routellm(data / "routellm" / "mmlu" / "responses")
     rows = np.random.default_rng(seed).permutation(len(full))
-    return full.subset(np.sort(rows[:n_train])), [full.queries[i] for i in rows[n_train:n_train + 2000]]
+    return full.subset(np.sort(rows[:n_train])), [full.queries[i] for i in rows[n_train:]]
 
 
-def serve(args: argparse.Namespace) -> None:
-    """The server process."""
-    from rag_routing.embeddings import TfidfFeaturizer
-    from rag_routing.routers.registry import create_router
+def serve(router_file: str, port: int, window_ms: float | None) -> None:
+    """The server process: the saved router behind the endpoint, instant generators."""
+    from rag_routing.routers.base import load_router
     from rag_routing.server import create_app
     from rag_routing.server.app import serve as run
 
-    train, _ = _queries(args.data, 600, args.seed)
-    router = create_router(args.router, featurizer=TfidfFeaturizer(n_components=128)).fit(train)
-    generators = {c: (lambda messages, _c=c: f"answer from {_c}") for c in router.candidates_}
-    app = create_app(router, generators, {KEY: {"principal": "bench", "max_usd": 1e9}})
-    run(app, host="127.0.0.1", port=args.port, log_level="warning")
+    router = load_router(router_file)
+    generators = {c: (lambda messages, max_tokens=16, _c=c: f"answer from {_c}") for c in router.candidates_}
+    app = create_app(router, generators, {KEY: {"principal": "bench", "max_usd": 1e9}},
+                     batch_window=None if window_ms is None else window_ms / 1000)
+    app.state.service.warm_up()
+    run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
-async def _load(url: str, queries: list[str], model: str, n: int, concurrency: int,
-                stream: bool) -> tuple[float, list[float], list[float]]:
+async def _load(url: str, queries: list[str], concurrency: int) -> tuple[float, list[float], list[float]]:
     import httpx
 
     latencies: list[float] = []
     router_seconds: list[float] = []
     semaphore = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-        async def one(i: int) -> None:
-            body = {"model": model, "stream": stream, "max_tokens": 16,
-                    "messages": [{"role": "user", "content": queries[i % len(queries)]}]}
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        async def one(query: str) -> None:
+            body = {"model": "auto", "max_tokens": 16, "messages": [{"role": "user", "content": query}]}
             async with semaphore:
                 started = time.perf_counter()
                 r = await client.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"})
                 latencies.append(time.perf_counter() - started)
             r.raise_for_status()
-            if not stream:
-                router_seconds.append(r.json()["x_rag_routing"]["router_seconds"])
+            router_seconds.append(r.json()["x_rag_routing"]["router_seconds"])
 
         started = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(n)))
-        return n / (time.perf_counter() - started), latencies, router_seconds
+        await asyncio.gather(*(one(q) for q in queries))
+        return len(queries) / (time.perf_counter() - started), latencies, router_seconds
 
 
-def _pct(values: list[float], q: float) -> float:
-    return float(np.quantile(values, q)) * 1000 if values else float("nan")
+def _rss_mb(pid: int) -> tuple[float, float]:
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def _ms(values: list[float], q: float) -> float:
+    return float(np.quantile(values, q)) * 1000
+
+
+def _start(router_file: str, window_ms: float | None) -> tuple[subprocess.Popen[bytes], str]:
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = [sys.executable, __file__, "--serve-only", router_file, "--port", str(port), "--window-ms",
+            "none" if window_ms is None else str(window_ms)]
+    server = subprocess.Popen(argv)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return server, url
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("the server did not start")
+        time.sleep(0.2)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
     parser.add_argument("--router", default="knn")
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--featurizer", default="minilm", help="minilm (the default embedder) or tfidf")
+    parser.add_argument("--requests", type=int, default=240, help="requests per cell (a third at concurrency 1)")
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--window-ms", default="2,0", help="batching windows to measure, comma-separated")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--serve-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-only", metavar="ROUTER_FILE", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_only:
-        serve(args)
+        serve(args.serve_only, args.port, None if args.window_ms == "none" else float(args.window_ms))
         return 0
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, __file__, "--serve-only", "--port", str(port), "--data",
-                               str(args.data), "--router", args.router, "--seed", str(args.seed)])
-    try:
-        import httpx
+    from rag_routing.routers.registry import create_router
 
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the server did not start")
-            time.sleep(0.2)
-        _, queries = _queries(args.data, 600, args.seed)
-        candidates = httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {KEY}"}).json()["data"]
-        forced = candidates[-1]["id"]
-        asyncio.run(_load(url, queries, "auto", 100, args.concurrency, False))  # warm-up
-        print(f"rag-routing serve on loopback: router={args.router} (TF-IDF-LSA-128, 600 MMLU queries), "
-              f"{args.requests} requests, concurrency {args.concurrency}, one uvicorn worker, instant generators")
-        print(f"{'mode':<34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'router p50 ms':>15}{'router p99 ms':>15}")
-        for label, model, stream in (("routed (auto)", "auto", False), (f"forced ({forced})", forced, False),
-                                     ("routed, streaming", "auto", True)):
-            rps, lat, router = asyncio.run(_load(url, queries, model, args.requests, args.concurrency, stream))
-            print(f"{label:<34}{rps:>9.0f}{_pct(lat, 0.5):>9.1f}{_pct(lat, 0.99):>9.1f}"
-                  f"{_pct(router, 0.5) if model == 'auto' and not stream else float('nan'):>15.2f}"
-                  f"{_pct(router, 0.99) if model == 'auto' and not stream else float('nan'):>15.2f}")
-        print(f"(machine: {os.cpu_count()} CPUs, load average {statistics.fmean(os.getloadavg()):.1f})")
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    train, pool = _split(args.data, 600, args.seed)
+    token = os.urandom(4).hex()  # new texts each run: the embedding cache on disk cannot answer
+    pool = [f"[{token}-{i}] {q}" for i, q in enumerate(pool)]
+    featurizer = None if args.featurizer == "minilm" else args.featurizer
+    router = create_router(args.router, featurizer=featurizer).fit(train)
+    folder = tempfile.mkdtemp(prefix="serve-bench-")
+    router_file = str(router.save(Path(folder) / "router.npz"))
+    print(f"rag-routing serve on loopback: router={args.router}, features={args.featurizer}, fitted on 600 MMLU "
+          f"queries and loaded from disk; instant generators; every request a new MMLU question; one uvicorn "
+          f"worker; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start")
+    print(f"{'mode':<26}{'conc.':>6}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'router p50':>12}{'RSS MB':>8}"
+          f"{'peak MB':>9}")
+    next_query = 0
+    results: dict[tuple[str, int], float] = {}
+    windows = [float(w) for w in args.window_ms.split(",") if w.strip()]
+    for label, window in [("alone (no batching)", None)] + [(f"batched ({w:g} ms window)", w) for w in windows]:
+        server, url = _start(router_file, window)
+        try:
+            asyncio.run(_load(url, pool[next_query:next_query + 16], 8))  # warm-up: connections, first batch
+            next_query += 16
+            for concurrency in levels:
+                n = max(args.requests // 3, 30) if concurrency == 1 else args.requests
+                queries = pool[next_query:next_query + n]
+                next_query += n
+                rps, latency, router_s = asyncio.run(_load(url, queries, concurrency))
+                rss, peak = _rss_mb(server.pid)
+                results[(label, concurrency)] = rps
+                print(f"{label:<26}{concurrency:>6}{rps:>8.1f}{_ms(latency, 0.5):>9.1f}{_ms(latency, 0.99):>9.1f}"
+                      f"{_ms(router_s, 0.5):>12.1f}{rss:>8.0f}{peak:>9.0f}", flush=True)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    base, batched = results, [k for k in results if k[0] != "alone (no batching)"]
+    ratios = ", ".join(f"{c}: {results[(lbl, c)] / base[('alone (no batching)', c)]:.2f}x" for lbl, c in batched)
+    print(f"batched / alone requests per second at each concurrency: {ratios}")
+    print(f"(load average {os.getloadavg()[0]:.1f} at the end)")
     return 0
 
 

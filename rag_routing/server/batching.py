@@ -4,7 +4,8 @@ Inference servers batch the way this does: the first waiting request opens a bat
 is queued and waits at most ``max_wait`` seconds (a short, bounded window) for more, up to ``max_batch``;
 then one call routes the whole batch (one embedding call for all its queries) and every request gets its own
 decision. While a batch runs, new requests queue up for the next one, so under load batches fill by
-themselves and at low load a request waits no more than the window. Requests are grouped by ``group`` (the
+themselves and at low load a request waits no more than the window. ``workers`` batches run at a time (one per
+core by default), so a single batching thread does not leave the other cores idle. Requests are grouped by ``group`` (the
 principal, for routers whose guards keep per-principal state), so each group sees its queries in order.
 A batch that fails is retried one query at a time, so one bad query fails only its own request.
 
@@ -25,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -45,17 +47,22 @@ class RouteBatcher:
         route_batch: routes a list of queries of one group, returning one result per query, in order.
         max_batch: the most queries in one call.
         max_wait: seconds a batch waits for more requests after its first (0: only what is already queued).
+        workers: batches routed at the same time (threads; default: the CPU count, at most 4).
     """
 
     def __init__(self, route_batch: Callable[[list[str], Any], list[Any]], *, max_batch: int = 64,
-                 max_wait: float = 0.002):
+                 max_wait: float = 0.002, workers: int | None = None):
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise InvalidInputError(f"max_batch must be an int >= 1, got {max_batch!r}")
         if isinstance(max_wait, bool) or not isinstance(max_wait, (int, float)) or not 0 <= max_wait <= 1:
             raise InvalidInputError(f"max_wait must be between 0 and 1 second, got {max_wait!r}")
+        workers = min(4, os.cpu_count() or 1) if workers is None else workers
+        if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64:
+            raise InvalidInputError(f"workers must be an int in [1, 64], got {workers!r}")
         self.route_batch, self.max_batch, self.max_wait = route_batch, max_batch, float(max_wait)
+        self.workers = workers
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
         self.batch_sizes: list[int] = []  # the most recent batches' sizes (bounded), for monitoring and tests
 
@@ -67,11 +74,14 @@ class RouteBatcher:
         return future.result()
 
     def _ensure_thread(self) -> None:
-        if self._thread is None:
+        if not self._threads:
             with self._start_lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._loop, name="rag-routing-batcher", daemon=True)
-                    self._thread.start()
+                if not self._threads:
+                    threads = [threading.Thread(target=self._loop, name=f"rag-routing-batcher-{i}", daemon=True)
+                               for i in range(self.workers)]
+                    for thread in threads:
+                        thread.start()
+                    self._threads = threads
 
     def _collect(self, first: Any) -> list[Any]:
         batch = [first]
@@ -122,11 +132,12 @@ class RouteBatcher:
             future.set_result(result)
 
     def close(self) -> None:
-        """Stop the batching thread once the queued requests are routed."""
-        if self._thread is not None:
+        """Stop the batching threads once the queued requests are routed."""
+        threads, self._threads = self._threads, []
+        for _ in threads:
             self._queue.put(_STOP)
-            self._thread.join(timeout=10)
-            self._thread = None
+        for thread in threads:
+            thread.join(timeout=10)
 
 
 __all__ = ["RouteBatcher"]

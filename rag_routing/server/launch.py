@@ -222,8 +222,12 @@ def run_serve(args: argparse.Namespace) -> int:
     """Build the app and serve it until interrupted; returns the exit status."""
     from rag_routing.server.app import serve
 
+    import logging
+
     from rag_routing.security.redaction import install_log_redaction
 
+    if not logging.getLogger().handlers:  # --quiet: warnings still go through a (redacting) handler
+        logging.basicConfig(level=logging.WARNING, format="%(message)s")
     install_log_redaction("rag_routing", "uvicorn", "uvicorn.error", "uvicorn.access")
     app = build_app(args)
     app.state.service.warm_up()  # the tokenizer and the embedder load once, before the first request
