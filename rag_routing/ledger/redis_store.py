@@ -47,7 +47,7 @@ from rag_routing.ledger.redis_base import RedisStoreBase, check_name, text
 from rag_routing.ledger.redis_budget_store import RedisBudgetStore
 from rag_routing.ledger.redis_connection import StoreUnavailableError
 from rag_routing.ledger.redis_scripts import APPEND, EPOCH
-from rag_routing.ledger.stores import duplicate_error
+from rag_routing.ledger.stores import duplicate_error, metadata_json
 
 
 class RedisLedgerStore(RedisStoreBase):
@@ -86,6 +86,7 @@ class RedisLedgerStore(RedisStoreBase):
         """
         if not isinstance(entry, LedgerEntry):
             raise InvalidInputError(f"append expects a LedgerEntry, got {type(entry).__name__}")
+        metadata_json(entry.metadata)  # typed error for metadata too deep (or cyclic) to write
         payload = json.dumps(entry.to_dict(), default=str, separators=(",", ":"))
         self._write_or_spool("append", {"entry_id": entry.entry_id, "payload": payload,
                                         "digest": hashlib.sha256(payload.encode()).hexdigest(),

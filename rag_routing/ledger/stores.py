@@ -77,6 +77,15 @@ class LedgerStore(Protocol):
     def load_entries(self) -> list[LedgerEntry]: ...
 
 
+def metadata_json(metadata: object) -> str:
+    """An entry's metadata as JSON; metadata nested too deeply to write is an InvalidInputError."""
+    try:
+        return json.dumps(dict(metadata), default=str)  # type: ignore[call-overload]
+    except (RecursionError, ValueError) as exc:  # ValueError: a circular reference
+        raise InvalidInputError(f"ledger entry metadata cannot be stored as JSON ({type(exc).__name__}): keep it "
+                                f"flat and acyclic") from exc
+
+
 def duplicate_error(entry_id: str, where: str) -> DuplicateEntryError:
     return DuplicateEntryError(
         f"ledger entry id {entry_id!r} is already stored in {where} with other content; the entry was not "
@@ -179,7 +188,7 @@ class SQLiteStore:
         for name in _COLUMNS:
             value = getattr(entry, name)
             if name == "metadata":
-                value = json.dumps(dict(value), default=str)
+                value = metadata_json(value)
             elif name in ("estimated", "priced"):
                 value = int(value)
             row.append(value)
@@ -223,7 +232,7 @@ class SQLiteStore:
                 data["estimated"] = bool(data["estimated"])
                 data["priced"] = bool(data["priced"])
                 entries.append(LedgerEntry.from_dict(data))
-            except (ValueError, TypeError) as exc:  # InvalidInputError is a ValueError
+            except (ValueError, TypeError, RecursionError) as exc:  # InvalidInputError is a ValueError
                 raise CorruptStateError(f"ledger store {self.path!r} holds an unreadable entry: {exc}") from exc
         return entries
 

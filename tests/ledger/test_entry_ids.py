@@ -102,3 +102,16 @@ def test_unreadable_exports_raise_typed_errors(tmp_path):
             CostLedger.from_json(text)
     with pytest.raises(InvalidInputError):
         CostLedger.from_json(42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_metadata_too_deep_to_store_is_a_typed_error(kind, tmp_path, request):
+    deep: dict = {}
+    node = deep
+    for _ in range(5_000):
+        node["a"] = {}
+        node = node["a"]
+    ledger = CostLedger(store=_store(kind, tmp_path, request))
+    with pytest.raises(InvalidInputError, match="metadata"):
+        ledger.record("generation", "m", metadata=deep)
+    assert len(ledger) == 0
