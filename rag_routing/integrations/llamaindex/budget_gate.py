@@ -186,8 +186,17 @@ class _Spans:
 SPANS = _Spans()
 
 
+def detached(ledger: CostLedger) -> bool:
+    """A stage's own ledger outside any ``ledger_scope``: it keeps the trace's costs, nobody asked for a bill."""
+    from rag_routing.stages.attribution import StageLedger
+
+    return isinstance(ledger, StageLedger) and ledger.root is None
+
+
 def _priced(ledger: CostLedger, model: str, recorder: Any) -> tuple[Pricing | None, bool]:
     """(pricing, allow_unpriced) for a call of ``model``: call options, then the recorder's overrides."""
+    if detached(ledger):
+        return None, True
     options = _CALL_OPTIONS.get()
     if options is not None and (options.pricing is not None or options.allow_unpriced):
         return options.pricing, options.allow_unpriced or ledger.allow_unpriced
@@ -338,4 +347,4 @@ _INSTALL_LOCK = threading.Lock()
 
 __all__ = ["install", "uninstall_gate", "BudgetSpanHandler", "BudgetCallbackHandler", "call_options", "CallOptions",
            "current_call_options", "decision_slot", "fill_decision", "current_decision_id", "DEFAULT_OUTPUT_TOKENS",
-           "SPANS"]
+           "SPANS", "detached"]

@@ -70,6 +70,7 @@ from rag_routing.integrations.llamaindex.budget_gate import (
     CallOptions,
     current_call_options,
     current_decision_id,
+    detached,
     install,
     uninstall_gate,
 )
@@ -212,7 +213,8 @@ class LedgerEventHandler(BaseEventHandler):
     # -- pairing starts and ends ----------------------------------------------------------------------------
     def _push(self, kind: str, event: BaseEvent, model: str | None, prompt: str) -> None:
         opened = _Open(time.perf_counter(), _either(self.ledger, current_ledger()), model, prompt,
-                       span=event.span_id, decision_id=current_decision_id(), options=current_call_options())
+                       span=event.span_id, decision_id=current_decision_id(),
+                       options=current_call_options() if kind == "llm" else None)  # LLM prices, not embeddings
         with self._lock:
             self._open.setdefault((kind, event.span_id), []).append(opened)
         if kind == "llm":
@@ -322,6 +324,8 @@ class LedgerEventHandler(BaseEventHandler):
         """(pricing override, allow_unpriced) for ``model``; logs and keeps an unknown price."""
         if options is not None and (options.pricing is not None or options.allow_unpriced):
             return options.pricing, True
+        if detached(ledger):  # a stage's own ledger outside ledger_scope: no bill was asked for
+            return self.pricing.get(model), True
         override = self.pricing.get(model) or self.pricing.get(model.strip().lower())
         if override is not None:
             return override, False
