@@ -165,3 +165,30 @@ def test_a_reclaimed_lease_is_not_returned_twice(tmp_path):
     store.settle("k", Amounts(usd=4.0), Amounts(usd=4.0), lease="stalled")  # the stalled call ran after all
     spent, reserved = store.snapshot("k")
     assert spent.usd == 4.0 and reserved.usd == 3.0  # charged, and the live lease "new" untouched
+
+
+class OldProtocolStore:
+    """A user's store written for the four-method protocol (no leases): still works, holds until settled."""
+
+    def __init__(self):
+        self.inner = MemoryBudgetStore()
+
+    def try_reserve(self, key, wanted, limits):
+        return self.inner.try_reserve(key, wanted, limits)
+
+    def settle(self, key, reserved, actual):
+        self.inner.settle(key, reserved, actual)
+
+    def snapshot(self, key):
+        return self.inner.snapshot(key)
+
+    def reset(self, key):
+        self.inner.reset(key)
+
+
+def test_a_store_without_leases_still_works():
+    budget = _budget(OldProtocolStore())
+    with budget.reserve(usd=4.0) as r:
+        assert r.lease is None and budget.reserved().usd == 4.0
+        r.commit(usd=3.0)
+    assert budget.spent().usd == 3.0 and budget.reserved().usd == 0.0
