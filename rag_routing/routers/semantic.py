@@ -9,7 +9,11 @@ is the mean of its ``top_k`` best utterance scores, where an utterance scores
 (hybrid dense + sparse, as semantic-router's ``HybridRouter``). The route with the highest score among those
 that clear their own threshold wins; when none clears, the query has *no route* (``None``). Thresholds are
 fitted per route to maximise that route's F1 on labelled examples (``metadata[label_key]`` of the training set,
-or :meth:`SemanticRouter.fit_thresholds`).
+or :meth:`SemanticRouter.fit_thresholds_to`). Without labelled examples and without a fixed ``threshold`` they are
+fitted from the route utterances themselves (the default): each utterance is scored leave-one-out against the
+others (cross-fitted for the classifier scorer); a route's threshold is the higher of its leave-one-out F1 optimum
+and the ``threshold_quantile`` quantile of its own utterances' scores, so in-scope queries clear it and queries
+unlike every route do not (a fixed 0.5 rejected 73 of 80 in-scope utterances with the default embedder).
 
 Inside the shared rule the winning route's candidate gets quality 1 and the others 0. A no-route query goes to
 ``no_route`` when that names a candidate; otherwise every candidate keeps its mean training quality (so the
@@ -85,7 +89,9 @@ class SemanticRouter(Router):
         routes: :class:`Route` objects or mappings; ``None`` = one route per candidate from the training data.
         alpha: weight of the dense score (1 = dense only, 0 = BM25 only).
         top_k: utterance scores averaged per route.
-        threshold: threshold of routes that have none fixed and no labelled examples.
+        threshold: threshold of routes that have none fixed and no labelled examples (``None``, the default:
+            fitted from the route utterances, leave-one-out).
+        threshold_quantile: share of a route's own (leave-one-out) utterances allowed below its fitted threshold.
         fit_thresholds: fit thresholds on labelled examples when ``fit`` finds them.
         label_key: metadata key holding the route name (or ``None``) of each training query.
         no_route: candidate taken by queries with no route (``None`` = mean training quality, see above).
@@ -108,14 +114,15 @@ class SemanticRouter(Router):
     name = "semantic"
 
     def __init__(self, *, routes: Sequence[Route | Mapping[str, Any]] | None = None, alpha: float = 0.7,
-                 top_k: int = 3, threshold: float = 0.5, fit_thresholds: bool = True, label_key: str = "route",
-                 no_route: str | None = None, scorer: str = "similarity", max_utterances: int = 50, seed: int = 0,
-                 **kwargs: Any):
+                 top_k: int = 3, threshold: float | None = None, fit_thresholds: bool = True,
+                 label_key: str = "route", no_route: str | None = None, scorer: str = "similarity",
+                 max_utterances: int = 50, seed: int = 0, threshold_quantile: float = 0.02, **kwargs: Any):
         super().__init__(**kwargs)
         self.routes = None if routes is None else [r.model_dump() for r in parse_routes(routes)]
         self.alpha = check_float("alpha", alpha, 0.0, 1.0)
         self.top_k = check_int("top_k", top_k)
-        self.threshold = check_float("threshold", threshold, -1.0, 1.0)
+        self.threshold = None if threshold is None else check_float("threshold", threshold, -1.0, 1.0)
+        self.threshold_quantile = check_float("threshold_quantile", threshold_quantile, 0.0, 0.5)
         self.fit_thresholds = bool(fit_thresholds)
         self.label_key = str(label_key)
         self.no_route = no_route
@@ -136,11 +143,14 @@ class SemanticRouter(Router):
             has_labels = any(key in m for m in dataset.metadata)
             labels = [str(m[key]) if m.get(key) else None for m in dataset.metadata] if has_labels else None
         self._index_routes(routes)
-        self.thresholds_ = np.array([self.threshold if r.threshold is None else r.threshold for r in routes])
+        default = 0.5 if self.threshold is None else self.threshold  # replaced below unless fixed
+        self.thresholds_ = np.array([default if r.threshold is None else r.threshold for r in routes])
         if self.fit_thresholds and labels is not None and len(held_out):
             sub_labels = [labels[i] for i in held_out]
             self.fit_thresholds_on(self._route_scores(features[held_out],
                                                       [dataset.queries[i] for i in held_out]), sub_labels)
+        elif self.threshold is None:
+            self._fit_thresholds_from_utterances([r.threshold is not None for r in routes])
 
     def _routes_from_outcomes(self, dataset: RoutingDataset) -> tuple[list[Route], list[str | None], np.ndarray]:
         Q = np.where(np.isnan(dataset.quality), -np.inf, dataset.quality)
@@ -193,31 +203,74 @@ class SemanticRouter(Router):
         self.classifier_coef_ = clf.coef_ if k > 2 else np.vstack([-clf.coef_, clf.coef_]) / 2
         self.classifier_intercept_ = clf.intercept_ if k > 2 else np.array([-1, 1]) * clf.intercept_[0] / 2
 
+    def _fit_thresholds_from_utterances(self, fixed: Sequence[bool]) -> None:
+        """Thresholds from the utterances alone: each scored without itself (leave-one-out)."""
+        labels = [self.route_names_[r] for r in self.utterance_route_]
+        scores = self._route_scores(self.utterance_vectors_, self.utterances_, leave_one_out=True)
+        kept = self.thresholds_.copy()
+        self.fit_thresholds_on(np.where(np.isfinite(scores), scores, -1.0), labels)
+        top = scores.argmax(axis=1)
+        for r in range(len(self.route_names_)):
+            own = scores[(self.utterance_route_ == r) & (top == r), r]
+            own = own[np.isfinite(own)]
+            if fixed[r]:
+                self.thresholds_[r] = kept[r]
+            elif own.size:
+                self.thresholds_[r] = max(self.thresholds_[r], float(np.quantile(own, self.threshold_quantile)))
+
     # ------------------------------------------------------------------ scoring
-    def _route_scores(self, features: np.ndarray, queries: Sequence[str] | None) -> np.ndarray:
-        """``(n, routes)`` hybrid score of every route; BM25 is skipped (dense only) when no text is given."""
+    def _route_scores(self, features: np.ndarray, queries: Sequence[str] | None,
+                      leave_one_out: bool = False) -> np.ndarray:
+        """``(n, routes)`` hybrid score of every route; BM25 is skipped (dense only) when no text is given.
+        ``leave_one_out``: the rows are the utterances themselves, each scored without itself (a route left
+        with no other utterance scores ``-inf``)."""
         F = np.asarray(features, dtype=np.float32)
         k = len(self.route_names_)
         if queries is not None and self.alpha < 1.0:
             sparse = self._bm25.scores([self._tokenizer(q) for q in queries])
+            if leave_one_out:
+                np.fill_diagonal(sparse, 0.0)
             top = sparse.max(axis=1, keepdims=True)
             sparse = np.where(top > 0, sparse / np.where(top > 0, top, 1.0), 0.0)
             alpha = self.alpha
         else:
             sparse, alpha = np.zeros((len(F), len(self.utterances_))), 1.0
         if self.scorer == "classifier":
-            logits = F @ self.classifier_coef_.T + self.classifier_intercept_
-            proba = np.exp(logits - logits.max(axis=1, keepdims=True))
-            proba /= proba.sum(axis=1, keepdims=True)
+            proba = self._cross_fitted_proba() if leave_one_out else self._proba(F)
             dense = proba[:, self.utterance_route_]
         else:
             dense = F @ self.utterance_vectors_.T
         per_utterance = alpha * dense + (1.0 - alpha) * sparse
+        if leave_one_out:
+            np.fill_diagonal(per_utterance, -np.inf)
         scores = np.empty((len(F), k))
         for r in range(k):
-            cols = np.sort(per_utterance[:, self.utterance_route_ == r], axis=1)[:, ::-1]
-            scores[:, r] = cols[:, : self.top_k].mean(axis=1)
+            cols = np.sort(per_utterance[:, self.utterance_route_ == r], axis=1)[:, ::-1][:, : self.top_k]
+            finite = np.isfinite(cols)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                scores[:, r] = np.where(finite.any(axis=1), np.where(finite, cols, 0.0).sum(axis=1)
+                                        / np.maximum(finite.sum(axis=1), 1), -np.inf)
         return scores
+
+    def _proba(self, F: np.ndarray) -> np.ndarray:
+        logits = F @ self.classifier_coef_.T + self.classifier_intercept_
+        proba = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def _cross_fitted_proba(self, folds: int = 5) -> np.ndarray:
+        """Route probabilities of each utterance from a classifier fitted without its fold."""
+        from sklearn.linear_model import LogisticRegression
+
+        y = self.utterance_route_
+        assignment = np.random.default_rng(self.seed).permutation(len(y)) % folds
+        proba = np.full((len(y), len(self.route_names_)), 1.0 / len(self.route_names_))
+        for f in range(folds):
+            train = assignment != f
+            if len(np.unique(y[train])) < 2 or train.all():
+                continue
+            clf = LogisticRegression(C=10.0, max_iter=1000).fit(self.utterance_vectors_[train], y[train])
+            proba[np.ix_(~train, clf.classes_)] = clf.predict_proba(self.utterance_vectors_[~train])
+        return proba
 
     def fit_thresholds_on(self, scores: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
         """Per-route thresholds maximising each route's F1 (a query is predicted as route r when r has its best
@@ -280,12 +333,27 @@ class SemanticRouter(Router):
 
     def route(self, X: RouterInput, lam: float | None = None, budget: float | np.ndarray | None = None) -> list:
         """As :meth:`Router.route`, with ``metadata["semantic_route"]`` (route name or ``None``) per decision."""
+        X = self._embedded(X)  # embed once: the decision and the route names below reuse the vectors
         decisions = super().route(X, lam, budget)
         for decision, name in zip(decisions, self.match(X)):
             decision.metadata["semantic_route"] = name
             if name is None:
                 decision.reason = "no route cleared its threshold; " + decision.reason
         return decisions
+
+    def _embedded(self, X: RouterInput) -> RouterInput:
+        """``X`` as a dataset carrying this router's features (an ndarray, or ready embeddings, as they are)."""
+        self._check_fitted()
+        if isinstance(X, np.ndarray):
+            return X
+        name = self.featurizer_.name
+        if isinstance(X, RoutingDataset):
+            return X if X.embeddings is not None and X.embedding_model == name else \
+                X.with_embeddings(self.featurizer_.transform(X.queries), name)
+        queries = validate_queries(X)
+        n, m = len(queries), len(self.candidates_)
+        return RoutingDataset(queries, self.candidates_, np.full((n, m), np.nan), np.zeros((n, m)),
+                              embeddings=self.featurizer_.transform(queries), embedding_model=name)
 
     # ------------------------------------------------------------------ persistence
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
