@@ -1,6 +1,6 @@
 """What the framework adapters add on top of calling rag_routing directly, in microseconds per call.
 
-Run: ``python benchmarks/integrations_overhead.py [--repeat 2000]``.
+Run: ``python benchmarks/integrations_overhead.py [--repeat 2000] [--only metering|adapters]``.
 
 Each line times the same work two ways and prints the medians and their difference (the adapter's overhead):
 
@@ -8,7 +8,13 @@ Each line times the same work two ways and prints the medians and their differen
   TF-IDF KNN router (the router's own time is in both columns); also ``ainvoke`` and ``stream`` (``stream``
   runs the node in a worker thread so that tokens can be handed over while it runs);
 * ``RouterRunnable.invoke`` vs ``router.route_one`` + the chosen Runnable's ``invoke``;
-* ``RoutingSelector.select`` vs ``router.route_one``.
+* ``RoutingSelector.select`` vs ``router.route_one``;
+* **automatic metering + budget check per model call** (issue 14, target <= 50 µs): a LangChain chat model
+  (an in-process fake that reports ``usage_metadata``, so the model itself costs ~nothing) called inside
+  ``ledger_scope(CostLedger(budget=Budget(max_usd=...)))`` with no handler attached — the ambient handler
+  counts the prompt's tokens, prices and reserves the estimate before the call, records and commits the
+  usage after — vs the same call with the ambient meter switched off (the bare call); ``invoke``,
+  ``ainvoke`` and ``stream``, and metering without a budget.
 
 No ledger is active (``ledger_scope`` adds the same few µs to both sides); no callback handler is attached
 (LangChain's callback manager is still built and run, as in any chain). Timings are wall clock on this
@@ -81,9 +87,76 @@ def row(label: str, timings: tuple[float, float]) -> None:
     print(f"{label:<58} {adapter:>10.1f} {direct:>10.1f} {adapter - direct:>10.1f}")
 
 
+def metering_rows(n: int) -> None:
+    """Automatic metering + budget check vs the bare model call (ambient meter off in a copied context)."""
+    import contextvars
+
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import AIMessage, AIMessageChunk
+    from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
+    from rag_routing.integrations.langchain import ambient
+    from rag_routing.ledger import Budget, CostLedger, ledger_scope, scope
+
+    usage = {"input_tokens": 120, "output_tokens": 40, "total_tokens": 160}
+
+    class FakeProvider(BaseChatModel):
+        model: str = "gpt-4o-mini"
+
+        @property
+        def _llm_type(self) -> str:
+            return "fake-provider"
+
+        def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any) -> ChatResult:
+            message = AIMessage("ok", usage_metadata=usage, response_metadata={"model_name": self.model})
+            return ChatResult(generations=[ChatGeneration(message=message)])
+
+        def _stream(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any) -> Any:
+            yield ChatGenerationChunk(message=AIMessageChunk("ok"))
+            yield ChatGenerationChunk(message=AIMessageChunk("", usage_metadata=usage,
+                                                             response_metadata={"model_name": self.model}))
+
+    model = FakeProvider()
+    prompt = "Summarise the context in two sentences: " + QUERY
+    ambient.install()
+    bare = contextvars.copy_context()
+    bare.run(ambient._VAR.set, None)  # LangChain adds no ambient handler in this context: the bare call
+
+    ledgers = [CostLedger(budget=Budget(max_usd=1e9)), CostLedger()]
+
+    def scoped(ledger: CostLedger) -> contextvars.Context:
+        ctx = contextvars.copy_context()
+        ctx.run(scope._CURRENT.set, ledger)  # as inside `with ledger_scope(ledger):`
+        return ctx
+
+    with ledger_scope():  # activates the ambient hooks, as any first ledger_scope does
+        pass
+    metered, metered_nobudget = scoped(ledgers[0]), scoped(ledgers[1])
+    print(f"\n{'automatic metering (µs per call, median of ' + str(n) + ')':<58} {'metered':>10} {'bare':>10} "
+          f"{'overhead':>10}")
+    row("chat model invoke: metering + budget check",
+        paired_us(lambda: metered.run(model.invoke, prompt), lambda: bare.run(model.invoke, prompt), n))
+    row("chat model invoke: metering only (no budget)",
+        paired_us(lambda: metered_nobudget.run(model.invoke, prompt), lambda: bare.run(model.invoke, prompt), n))
+    row("chat model stream: metering + budget check",
+        paired_us(lambda: metered.run(lambda: list(model.stream(prompt))),
+                  lambda: bare.run(lambda: list(model.stream(prompt))), n))
+
+    async def ainvoke_in(ctx: contextvars.Context) -> Any:
+        return await asyncio.get_running_loop().create_task(model.ainvoke(prompt), context=ctx)
+
+    row("chat model ainvoke: metering + budget check",
+        apaired_us(lambda: ainvoke_in(metered), lambda: ainvoke_in(bare), n))
+    ledger = ledgers[0]
+    print(f"(metered side recorded {len(ledger)} calls, ${ledger.totals()['cost_usd']:.6f}, "
+          f"{ledger.budget.reserved().usd} $ still reserved; target: overhead <= 50 µs)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=2000)
+    parser.add_argument("--only", choices=["metering", "adapters"], default=None,
+                        help="run one table only: the automatic metering rows or the adapter rows")
     args = parser.parse_args()
     n = args.repeat
 
@@ -93,6 +166,10 @@ def main() -> None:
     from rag_routing.integrations.langchain import RouterRunnable, StageRunnable
     from rag_routing.integrations.llamaindex import RoutingSelector
 
+    if args.only != "adapters":
+        metering_rows(n)
+    if args.only == "metering":
+        return
     router = fitted_router()
     options = {"small": lambda s: s.evolve(answer="s"), "large": lambda s: s.evolve(answer="l")}
     fixed, routed = StageRouter(options, name="fixed"), StageRouter(options, router=router, name="routed")

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from rag_routing.errors import InvalidInputError, NoRouteError, UnknownCandidateError
+from rag_routing.errors import BudgetExceededError, InvalidInputError, NoRouteError, UnknownCandidateError
 
 ArrayLike = Any
 
@@ -227,6 +227,11 @@ def _request_lam_budget(lam: float, budget: ArrayLike | None) -> tuple[float, Ar
     return lam, capped, f"; B = ${left:.6g}, what the ambient budget has left"
 
 
+def _budget_note_amount(note: str) -> str:
+    """The "$x" of a :func:`_request_lam_budget` note."""
+    return note.split("B = ", 1)[-1].split(",", 1)[0]
+
+
 def decide(
     quality: ArrayLike,
     cost: ArrayLike,
@@ -248,7 +253,14 @@ def decide(
     names = list(candidates)
     if len(names) != S.shape[1]:
         raise InvalidInputError(f"{len(names)} candidate names for {S.shape[1]} columns")
-    chosen = select(S, C, lam, budget, fallback, names)
+    try:
+        chosen = select(S, C, lam, budget, fallback, names)
+    except NoRouteError as exc:
+        if not note:
+            raise
+        raise BudgetExceededError(  # what is left of the ambient budget pays for no candidate: refuse now
+            f"no candidate fits the {_budget_note_amount(note)} the ambient budget has left; raise the budget, "
+            f"declare a fallback or add a cheaper candidate") from exc
     U = utilities(S, C, lam, budget)
     budgets = None if budget is None else np.broadcast_to(_budget_column(budget, S.shape[0]), (S.shape[0], 1))[:, 0]
     own_costs = np.broadcast_to(np.asarray(router_cost_usd, dtype=float), (S.shape[0],))

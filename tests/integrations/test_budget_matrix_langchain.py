@@ -129,6 +129,13 @@ def test_the_router_picks_what_the_remaining_budget_can_pay_for_and_says_so() ->
     assert decision.budget == pytest.approx(0.005) and "ambient budget has left" in decision.reason
 
 
+def test_the_router_refuses_when_the_remaining_budget_pays_for_no_candidate() -> None:
+    small, large = CountingChat(model="gpt-4o-mini"), CountingChat(model="gpt-4o")
+    with ledger_scope(budget=Budget(max_usd=0.0001)), pytest.raises(BudgetExceededError, match="has left"):
+        routed_chain(small, large).invoke({"question": "hello there"})
+    assert (small.calls, large.calls) == (0, 0)
+
+
 def test_lambda_and_budget_per_request_through_the_config() -> None:
     small, large = CountingChat(model="gpt-4o-mini"), CountingChat(model="gpt-4o")
     chain = routed_chain(small, large)
