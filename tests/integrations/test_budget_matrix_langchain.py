@@ -265,3 +265,43 @@ def test_a_budget_shared_by_concurrent_calls_is_never_exceeded(mode: str) -> Non
     assert math.isclose(ledger.totals()["cost_usd"], model.calls * per_call, rel_tol=1e-9)
     assert ledger.budget.spent().usd <= limit
     assert_no_open_reservations(ledger.budget)
+
+
+class CountingEmbeddings:
+    """A paid embeddings API stand-in (LangChain's deterministic fake) that counts its calls."""
+
+    def __new__(cls) -> Any:
+        from langchain_core.embeddings import DeterministicFakeEmbedding
+
+        class Counting(DeterministicFakeEmbedding):
+            calls: int = 0
+
+            def embed_documents(self, texts: list[str]) -> list[list[float]]:
+                self.calls += 1
+                return super().embed_documents(texts)
+
+            def embed_query(self, text: str) -> list[float]:
+                self.calls += 1
+                return super().embed_query(text)
+
+        return Counting(size=16)
+
+
+def test_embeddings_through_a_vector_store_are_metered_and_refused_before_the_call() -> None:
+    from langchain_core.vectorstores import InMemoryVectorStore
+
+    from rag_routing.integrations.langchain import MeteredEmbeddings
+
+    inner = CountingEmbeddings()
+    store = InMemoryVectorStore(MeteredEmbeddings(inner, model="text-embedding-3-small"))
+    with ledger_scope(budget=Budget(max_usd=1.0)) as ledger:
+        store.add_texts(["Paris is the capital of France.", "Lima is the capital of Peru."])
+        hits = asyncio.run(store.asimilarity_search("capital of Peru", k=1))
+    assert hits and inner.calls == 2
+    assert [e.stage for e in ledger.entries] == ["embedding", "embedding"]
+    assert ledger.entries[0].cost_usd == pytest.approx(ledger.entries[0].input_tokens * 0.02e-6)
+    with ledger_scope(budget=Budget(max_usd=1e-9)), pytest.raises(BudgetExceededError):
+        store.similarity_search("capital of France", k=1)
+    with ledger_scope(), pytest.raises(UnknownPriceError):
+        InMemoryVectorStore(MeteredEmbeddings(inner, model="my-embedder")).add_texts(["x"])
+    assert inner.calls == 2  # neither refused call reached the provider

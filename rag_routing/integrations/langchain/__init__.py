@@ -3,7 +3,9 @@
 * :class:`StageRunnable`, :class:`PipelineRunnable`, :class:`RouterRunnable`, :func:`as_runnable` — LCEL nodes
   (``invoke`` / ``ainvoke`` / ``batch`` / ``abatch`` / ``stream`` / ``astream``, composable with ``|``);
   streamed nodes yield :class:`RAGStateChunk` objects (answer tokens, then the final state).
-* :class:`LedgerCallbackHandler` — prices every chat model call's ``usage_metadata`` into the ambient ledger.
+* :class:`LedgerCallbackHandler` — prices every chat model call's ``usage_metadata`` into the ambient ledger
+  (installed automatically inside ``ledger_scope``; attach one only for another ledger or custom pricing).
+* :class:`MeteredEmbeddings` — a LangChain ``Embeddings`` budgeted and recorded in the ambient ledger.
 * :class:`ChatModelLLM` — a LangChain chat model as an LLM of :class:`~rag_routing.stages.GeneratorRouter`.
 * :class:`LocalChatModel` — the offline local model as a LangChain chat model.
 
@@ -24,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "RAGStateChunk": "rag_routing.integrations.langchain.state_runnable",
     "DECISION_EVENT": "rag_routing.integrations.langchain.state_runnable",
     "LedgerCallbackHandler": "rag_routing.integrations.langchain.callbacks",
+    "MeteredEmbeddings": "rag_routing.integrations.langchain.embeddings",
     "ChatModelLLM": "rag_routing.integrations.langchain.chat_llm",
     "LocalChatModel": "rag_routing.integrations.langchain.chat_model",
     "LangChainRetriever": "rag_routing.integrations.langchain.retriever",
