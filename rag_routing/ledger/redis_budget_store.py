@@ -63,6 +63,7 @@ class RedisBudgetStore(RedisStoreBase):
                          spool=spool, identity=("budget",))
         self.op_ttl = op_ttl
         self._epochs: dict[str, str] = {}
+        self._acknowledged: set[str] = set()  # keys whose lost state the user accepted: old spool records apply
         self._scripts = {name: self.connection.script(src) for name, src in
                          (("reserve", TRY_RESERVE), ("renew", RENEW), ("settle", SETTLE), ("snapshot", SNAPSHOT),
                           ("clear", CLEAR))}
@@ -88,8 +89,10 @@ class RedisBudgetStore(RedisStoreBase):
         return reply
 
     def acknowledge_lost_state(self, key: str) -> None:
-        """Carry on after a :class:`StateLostError` on ``key``: adopt the state Redis holds now."""
+        """Carry on after a :class:`StateLostError` on ``key``: adopt the state Redis holds now (settlements
+        still spooled from before are then charged to it: they were spent)."""
         self._epochs.pop(key, None)
+        self._acknowledged.add(key)
 
     # -- the BudgetStore protocol ----------------------------------------------------------------------------
     def try_reserve(self, key: str, wanted: Amounts, limits: Amounts, *, lease: str | None = None) -> bool:
@@ -112,8 +115,10 @@ class RedisBudgetStore(RedisStoreBase):
             "epoch": self._epochs.get(key, "")})
 
     def _apply(self, kind: str, record: dict[str, Any]) -> None:
-        self._run("settle", record["key"], [self.op_ttl, *record["actual"], *record["reserved"], record["lease"]],
-                  op=record["op"], epoch=record.get("epoch", ""))
+        key = record["key"]
+        epoch = "" if key in self._acknowledged else record.get("epoch", "")
+        self._run("settle", key, [self.op_ttl, *record["actual"], *record["reserved"], record["lease"]],
+                  op=record["op"], epoch=epoch)
 
     def snapshot(self, key: str) -> tuple[Amounts, Amounts]:
         """(spent, reserved) of ``key``, after returning expired leases."""

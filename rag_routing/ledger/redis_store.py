@@ -76,6 +76,7 @@ class RedisLedgerStore(RedisStoreBase):
         self._entries_key, self._ids_key = f"{base}:entries", f"{base}:ids"
         self._digests_key, self._epoch_key = f"{base}:id_digests", f"{base}:epoch"
         self._epoch: str | None = None
+        self._acknowledged = False  # the user accepted a lost state: entries spooled before it apply to the new one
         self._append = self.connection.script(APPEND)
         self._epoch_script = self.connection.script(EPOCH)
 
@@ -93,7 +94,7 @@ class RedisLedgerStore(RedisStoreBase):
                                         "epoch": self._epoch or ""})
 
     def _apply(self, kind: str, record: dict[str, Any]) -> None:
-        known = record.get("epoch") or self._epoch or ""
+        known = (self._epoch or "") if self._acknowledged else (record.get("epoch") or self._epoch or "")
         code, epoch = self.connection.call(lambda c: self._append(
             keys=[self._ids_key, self._entries_key, self._digests_key, self._epoch_key],
             args=[record["entry_id"], record["payload"], record["digest"], known, uuid.uuid4().hex], client=c))
@@ -112,8 +113,10 @@ class RedisLedgerStore(RedisStoreBase):
             self._epoch = epoch
 
     def acknowledge_lost_state(self) -> None:
-        """Carry on after a :class:`StateLostError`: adopt the state Redis holds now."""
+        """Carry on after a :class:`StateLostError`: adopt the state Redis holds now (entries still spooled from
+        before are then written to it)."""
         self._epoch = None
+        self._acknowledged = True
 
     def load_entries(self) -> list[LedgerEntry]:
         """Every entry of this namespace, in the order they were committed (spooled ones replayed first)."""

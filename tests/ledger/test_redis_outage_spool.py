@@ -108,3 +108,31 @@ def test_a_live_lease_outlives_an_outage_longer_than_the_lease(redis_server, tmp
     assert budget.reserved().usd == 4.0  # and renews it again
     running.commit(usd=3.0)
     assert budget.spent().usd == 3.0 and budget.reserved().usd == 0.0
+
+
+def test_spooled_writes_from_before_a_lost_state_wait_for_the_users_decision(tmp_path):
+    from redis_fixture import RedisServer
+
+    from rag_routing.errors import StateLostError
+
+    server = RedisServer(tmp_path, persistent=False).start()
+    try:
+        options = {"retry_seconds": 0.3, "allow_non_persistent": True}
+        budget = Budget(max_usd=20.0, scope="session", key="s",
+                        store=RedisBudgetStore(server.url, spool=tmp_path / "b.db", **options))
+        ledger = CostLedger(budget=budget, store=RedisLedgerStore(server.url, spool=tmp_path / "l.db", **options))
+        ledger.record("generation", "m", cost_usd=15.0)
+        with ledger.guard(stage="generation", model="gpt-4o", est_input_tokens=1000) as call:
+            server.kill()
+            entry = call.record(input_tokens=1000)  # ran during the outage: spooled
+        server.start()  # no AOF: the $15 is gone
+        with pytest.raises(StateLostError):
+            budget.spent()  # neither the spool nor the budget is applied to a state that lost its past
+        with pytest.raises(StateLostError):
+            ledger.store.load_entries()
+        budget.store.acknowledge_lost_state(budget.key)
+        ledger.store.acknowledge_lost_state()
+        assert budget.spent().usd == pytest.approx(entry.cost_usd)  # what ran during the outage still counts
+        assert ledger.store.load_entries() == [entry]
+    finally:
+        server.stop()
