@@ -1,7 +1,7 @@
 """Throughput, latency and memory of ``rag-routing serve``: dynamic batching against routing each request alone.
 
 Run: ``python benchmarks/serve.py [--data ../shared/data] [--router knn] [--featurizer minilm]
-[--requests 240] [--concurrency 1,8,32] [--window-ms 2,0]``.
+[--requests 240] [--concurrency 1,8,32] [--window-ms 2,0] [--max-batch 8]``.
 
 A router (default: knn on the default MiniLM features) is fitted on 600 RouteLLM MMLU queries and saved; then,
 one after the other, two server processes load it the way ``rag-routing serve`` does (``load_router``), one
@@ -10,8 +10,9 @@ requests (:class:`~rag_routing.server.batching.RouteBatcher`), once per ``--wind
 takes only what queued while the previous one ran). Generators answer instantly, so
 what is measured is the HTTP layer, auth, budgets, the ledger and the router: every request carries a new
 MMLU question, tagged with a run token so that no embedding is found in the on-disk cache. Printed per mode and concurrency: requests/s, end-to-end p50/p99
-latency, the router's own p50 (``router_seconds``, which includes the wait for a batch), and the server's RSS
-(current and peak, from ``/proc``).
+latency, the router's own p50 (``router_seconds``, which includes the wait for a batch), the server's CPU
+time per request (user + system, all threads, from ``/proc``: the figure that does not depend on how many
+other processes share the cores) and its RSS (current and peak).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def _split(data: Path, n_train: int, seed: int) -> tuple[Any, list[str]]:
     return full.subset(np.sort(rows[:n_train])), [full.queries[i] for i in rows[n_train:]]
 
 
-def serve(router_file: str, port: int, window_ms: float | None) -> None:
+def serve(router_file: str, port: int, window_ms: float | None, max_batch: int) -> None:
     """The server process: the saved router behind the endpoint, instant generators."""
     from rag_routing.routers.base import load_router
     from rag_routing.server import create_app
@@ -52,7 +53,7 @@ def serve(router_file: str, port: int, window_ms: float | None) -> None:
     router = load_router(router_file)
     generators = {c: (lambda messages, max_tokens=16, _c=c: f"answer from {_c}") for c in router.candidates_}
     app = create_app(router, generators, {KEY: {"principal": "bench", "max_usd": 1e9}},
-                     batch_window=None if window_ms is None else window_ms / 1000)
+                     batch_window=None if window_ms is None else window_ms / 1000, max_batch=max_batch)
     app.state.service.warm_up()
     run(app, host="127.0.0.1", port=port, log_level="warning")
 
@@ -84,18 +85,23 @@ def _rss_mb(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 def _ms(values: list[float], q: float) -> float:
     return float(np.quantile(values, q)) * 1000
 
 
-def _start(router_file: str, window_ms: float | None) -> tuple[subprocess.Popen[bytes], str]:
+def _start(router_file: str, window_ms: float | None, max_batch: int) -> tuple[subprocess.Popen[bytes], str]:
     import httpx
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     argv = [sys.executable, __file__, "--serve-only", router_file, "--port", str(port), "--window-ms",
-            "none" if window_ms is None else str(window_ms)]
+            "none" if window_ms is None else str(window_ms), "--max-batch", str(max_batch)]
     server = subprocess.Popen(argv)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
@@ -118,12 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=240, help="requests per cell (a third at concurrency 1)")
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--window-ms", default="2,0", help="batching windows to measure, comma-separated")
+    parser.add_argument("--max-batch", type=int, default=8, help="most requests in one batch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--serve-only", metavar="ROUTER_FILE", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_only:
-        serve(args.serve_only, args.port, None if args.window_ms == "none" else float(args.window_ms))
+        window = None if args.window_ms == "none" else float(args.window_ms)
+        serve(args.serve_only, args.port, window, args.max_batch)
         return 0
     from rag_routing.routers.registry import create_router
 
@@ -138,13 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rag-routing serve on loopback: router={args.router}, features={args.featurizer}, fitted on 600 MMLU "
           f"queries and loaded from disk; instant generators; every request a new MMLU question; one uvicorn "
           f"worker; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start")
-    print(f"{'mode':<26}{'conc.':>6}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'router p50':>12}{'RSS MB':>8}"
-          f"{'peak MB':>9}")
+    print(f"{'mode':<26}{'conc.':>6}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'router p50':>12}{'CPU ms/req':>12}"
+          f"{'RSS MB':>8}{'peak MB':>9}")
     next_query = 0
     results: dict[tuple[str, int], float] = {}
     windows = [float(w) for w in args.window_ms.split(",") if w.strip()]
     for label, window in [("alone (no batching)", None)] + [(f"batched ({w:g} ms window)", w) for w in windows]:
-        server, url = _start(router_file, window)
+        server, url = _start(router_file, window, args.max_batch)
         try:
             asyncio.run(_load(url, pool[next_query:next_query + 16], 8))  # warm-up: connections, first batch
             next_query += 16
@@ -152,11 +160,13 @@ def main(argv: list[str] | None = None) -> int:
                 n = max(args.requests // 3, 30) if concurrency == 1 else args.requests
                 queries = pool[next_query:next_query + n]
                 next_query += n
+                cpu = _cpu_seconds(server.pid)
                 rps, latency, router_s = asyncio.run(_load(url, queries, concurrency))
+                cpu_ms = (_cpu_seconds(server.pid) - cpu) / len(queries) * 1000
                 rss, peak = _rss_mb(server.pid)
                 results[(label, concurrency)] = rps
                 print(f"{label:<26}{concurrency:>6}{rps:>8.1f}{_ms(latency, 0.5):>9.1f}{_ms(latency, 0.99):>9.1f}"
-                      f"{_ms(router_s, 0.5):>12.1f}{rss:>8.0f}{peak:>9.0f}", flush=True)
+                      f"{_ms(router_s, 0.5):>12.1f}{cpu_ms:>12.1f}{rss:>8.0f}{peak:>9.0f}", flush=True)
         finally:
             server.terminate()
             server.wait(timeout=30)

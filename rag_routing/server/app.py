@@ -171,10 +171,24 @@ def _parse(data: Any) -> ChatCompletionRequest:
                        "invalid_value", param=param) from None
 
 
+def _parse_feedback(data: Any) -> Any:
+    from pydantic import ValidationError
+
+    from rag_routing.server.schemas import FeedbackRequest
+
+    try:
+        return FeedbackRequest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise APIError(400, f"{where}: {first['msg']}" if where else first["msg"], "invalid_request_error",
+                       "invalid_value", param=str(first["loc"][0]) if first["loc"] else None) from None
+
+
 def create_app(router: Any, generators: Mapping[str, Any], api_keys: ApiKeys | Mapping[str, Any] | str | Path, *,
                ledger: Any = None, budget_store: Any = None, prices: Mapping[str, Any] | None = None,
                default_max_tokens: int = 256, max_body_bytes: int = 1 << 20, max_concurrent_generations: int = 8,
-               batch_window: float | None = 0.002, max_batch: int = 64, title: str = "rag-routing") -> FastAPI:
+               batch_window: float | None = 0.002, max_batch: int = 8, title: str = "rag-routing") -> FastAPI:
     """The FastAPI app (see the module docstring); ``app.state.service`` is its :class:`ChatService`.
 
     ``batch_window`` / ``max_batch``: concurrent routed requests are featurised and routed in one batch
@@ -244,6 +258,20 @@ def create_app(router: Any, generators: Mapping[str, Any], api_keys: ApiKeys | M
         # after the response and closes the keep-alive connection under the client's next request.
         try:
             return await _chat(request, key)
+        except Exception as exc:
+            error = api_error(exc)
+            return JSONResponse(error.body, status_code=error.status, headers=error.headers)
+
+    @app.post("/v1/feedback")
+    async def feedback(request: Request, key: ApiKey = Depends(authenticate)) -> Any:
+        """``{"decision_id", "reward"}`` or ``{"decision_id", "quality", "cost"?}`` for a routed decision of an
+        online router (see :meth:`ChatService.feedback`)."""
+        try:
+            data = await _read_json(request, max_body_bytes)
+            body = _parse_feedback(data)
+            learned = await run(service.feedback, key, body.decision_id, body.reward, quality=body.quality,
+                                cost=body.cost)
+            return {"object": "feedback", "decision_id": body.decision_id, "reward": learned}
         except Exception as exc:
             error = api_error(exc)
             return JSONResponse(error.body, status_code=error.status, headers=error.headers)

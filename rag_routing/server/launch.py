@@ -70,6 +70,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="generator of a candidate: local, a model path / hub id, or echo (repeatable)")
     parser.add_argument("--ledger", default="memory", help="memory, sqlite:PATH or redis://URL (default memory)")
     parser.add_argument("--budgets", default="memory", help="memory, sqlite:PATH or redis://URL (default memory)")
+    parser.add_argument("--bandit-store", metavar="redis://URL|sqlite:PATH",
+                        help="an online router keeps its learned state here, shared by every replica")
     parser.add_argument("--quota", type=int, help="expensive routes allowed per key per --quota-window")
     parser.add_argument("--quota-window", type=float, default=3600.0, help="quota window in seconds (default 3600)")
     parser.add_argument("--upstream", action="append", default=[], metavar="NAME=URL,model=M,key-env=VAR",
@@ -80,6 +82,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, default=256, help="output estimate for requests without one")
     parser.add_argument("--batch-window-ms", type=float, default=2.0,
                         help="concurrent routed requests wait up to this long to be routed in one batch (default 2)")
+    parser.add_argument("--max-batch", type=int, default=8, help="most requests routed in one batch (default 8)")
     parser.add_argument("--no-batching", action="store_true", help="route every request alone")
     parser.add_argument("--quiet", action="store_true", help="less logging")
     parser.set_defaults(run=run_serve)
@@ -183,6 +186,23 @@ def load_or_fit_router(path: str) -> Any:
     return AutoRouter().fit(load_dataset(path))
 
 
+def _use_bandit_store(router: Any, spec: str) -> None:
+    if not callable(getattr(router, "use_store", None)):
+        raise InvalidInputError(f"--bandit-store needs an online router (epsilon_greedy, linucb, thompson, lri); "
+                                f"{router.name!r} learns nothing from feedback")
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        from rag_routing.ledger.redis_bandit_store import RedisBanditStore
+
+        store: Any = RedisBanditStore(spec)
+    elif spec.startswith("sqlite:"):
+        from rag_routing.routers.bandits.store import SQLiteBanditStore
+
+        store = SQLiteBanditStore(spec[len("sqlite:"):])
+    else:
+        raise InvalidInputError(f"--bandit-store must be redis://URL or sqlite:PATH, got {redact(spec)!r}")
+    router.use_store(store)
+
+
 def build_app(args: argparse.Namespace) -> Any:
     """The app described by parsed ``serve`` arguments (nothing is started)."""
     from rag_routing.server.app import create_app
@@ -209,13 +229,16 @@ def build_app(args: argparse.Namespace) -> Any:
                                 f"{router.candidates_}")
     generators = {c: upstreams[c] if c in upstreams else _generator(specs.get(c, "local"), c)
                   for c in router.candidates_}
+    if args.bandit_store is not None:
+        _use_bandit_store(router, args.bandit_store)
     if args.quota is not None:
         from rag_routing.security import ExpensiveRouteQuota, GuardedRouter
 
         router = GuardedRouter(router, [ExpensiveRouteQuota(args.quota, args.quota_window)])
     window = None if args.no_batching else args.batch_window_ms / 1000.0
     return create_app(router, generators, args.keys, ledger=_ledger(args.ledger), budget_store=_budgets(args.budgets),
-                      default_max_tokens=args.max_tokens, prices=pricing, batch_window=window)
+                      default_max_tokens=args.max_tokens, prices=pricing, batch_window=window,
+                      max_batch=args.max_batch)
 
 
 def run_serve(args: argparse.Namespace) -> int:

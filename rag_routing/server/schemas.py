@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StrictInt, StrictStr, field_validator, model_validator
 
 from rag_routing.errors import InvalidInputError
 
@@ -184,6 +184,25 @@ class ChatCompletionRequest(BaseModel):
         return options, explicit
 
 
+class FeedbackRequest(BaseModel):
+    """``POST /v1/feedback`` body: a routed decision's id and either ``reward`` or ``quality`` (and ``cost``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision_id: StrictStr = Field(min_length=1, max_length=128)
+    reward: Annotated[float, Strict()] | None = Field(default=None, ge=-1e6, le=1e6, allow_inf_nan=False)
+    quality: Annotated[float, Strict()] | None = Field(default=None, ge=-1e6, le=1e6, allow_inf_nan=False)
+    cost: Annotated[float, Strict()] | None = Field(default=None, ge=0, le=1e6, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _one_signal(self) -> FeedbackRequest:
+        if (self.reward is None) == (self.quality is None):
+            raise ValueError("give either reward or quality (with an optional cost)")
+        if self.cost is not None and self.quality is None:
+            raise ValueError("cost goes with quality")
+        return self
+
+
 def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
     """OpenAI's error shape: ``{"error": {"message", "type", "param", "code"}}``."""
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
@@ -210,6 +229,6 @@ def usage_body(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
             "total_tokens": prompt_tokens + completion_tokens}
 
 
-__all__ = ["ChatCompletionRequest", "ChatMessage", "check_fields", "UnsupportedFieldError",
+__all__ = ["ChatCompletionRequest", "ChatMessage", "FeedbackRequest", "check_fields", "UnsupportedFieldError",
            "GENERATION_OPTIONS", "NEUTRAL_OPTIONS", "UNSUPPORTED_FIELDS", "ROUTE_ALIASES", "error_body", "completion_body", "chunk_body",
            "usage_body"]

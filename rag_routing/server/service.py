@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections import OrderedDict
 import logging
 import threading
 import time
@@ -52,6 +53,8 @@ from rag_routing.server.schemas import ROUTE_ALIASES
 
 logger = logging.getLogger(__name__)
 logger.addFilter(RedactingFilter())
+#: Routed decisions remembered for feedback (the oldest are forgotten first).
+MAX_FEEDBACK_DECISIONS = 100_000
 
 
 @dataclass
@@ -94,7 +97,7 @@ class ChatService:
     def __init__(self, router: Router, generators: Mapping[str, Any], keys: ApiKeys, *,
                  ledger: CostLedger | None = None, budget_store: BudgetStore | None = None,
                  prices: Mapping[str, Pricing] | None = None, default_max_tokens: int = 256,
-                 batch_window: float | None = 0.002, max_batch: int = 64):
+                 batch_window: float | None = 0.002, max_batch: int = 8):
         if not isinstance(router, Router):
             raise InvalidInputError(f"the server needs a Router, got {type(router).__name__}")
         router._check_fitted()
@@ -119,6 +122,8 @@ class ChatService:
         self._budgets: dict[ApiKey, Budget] = {}
         self._ready = False
         self._ready_lock = threading.Lock()
+        self._owners: OrderedDict[str, str] = OrderedDict()  # decision id -> principal, for feedback
+        self._owners_lock = threading.Lock()
         self.batcher = None if batch_window is None else RouteBatcher(self._route_batch, max_batch=max_batch,
                                                                        max_wait=batch_window)
 
@@ -200,6 +205,11 @@ class ChatService:
         started = time.perf_counter()
         decision, forced = self.decide(model, query, key.principal)
         route_seconds = time.perf_counter() - started
+        if not forced and self._bandit() is not None:
+            with self._owners_lock:
+                self._owners[decision.decision_id] = key.principal
+                while len(self._owners) > MAX_FEEDBACK_DECISIONS:
+                    self._owners.popitem(last=False)
         if options is not None and explicit:
             from rag_routing.server.schemas import NEUTRAL_OPTIONS
 
@@ -244,6 +254,36 @@ class ChatService:
                                      "candidate": decision.candidate, "cost_usd": cost,
                                      "input_tokens": input_tokens, "output_tokens": output_tokens}))
             return None
+
+    def feedback(self, key: ApiKey, decision_id: str, reward: float | None = None, *,
+                 quality: float | None = None, cost: float | None = None) -> float:
+        """Feedback for a routed decision of an online router (a bandit): its state is updated, in a shared
+        store when the router has one (every replica then decides with it). Only the principal whose request
+        was routed may give it; returns the reward learned from."""
+        bandit = self._bandit()
+        if bandit is None:
+            raise InvalidInputError(f"router {self.router.name!r} does not learn from feedback; serve an online "
+                                    "router (epsilon_greedy, linucb, thompson, lri) to send feedback")
+        if not isinstance(decision_id, str) or not decision_id:
+            raise InvalidInputError("decision_id must be the x_rag_routing.decision_id of a routed response")
+        with self._owners_lock:
+            owner = self._owners.get(decision_id)
+        if owner != key.principal:  # unknown here, or another principal's: the same answer, nothing learned
+            error = InvalidInputError(f"no routed decision {decision_id[:80]!r} of this key is waiting for feedback "
+                                      "on this server (feedback goes to the replica that routed the request)")
+            error.param, error.code = "decision_id", "decision_not_found"  # type: ignore[attr-defined]
+            raise error
+        learned = float(bandit.update(decision_id, reward, quality=quality, cost=cost))
+        with self._owners_lock:
+            self._owners.pop(decision_id, None)
+        return learned
+
+    def _bandit(self) -> Any:
+        """The online router that takes feedback (inside a GuardedRouter too), or ``None``."""
+        from rag_routing.routers.bandits.base import BanditRouter
+
+        inner = self.router.router if isinstance(self.router, GuardedRouter) else self.router
+        return inner if isinstance(inner, BanditRouter) else None
 
     def abort(self, plan: Plan) -> None:
         """The generation failed before producing anything: give the reservation back."""
