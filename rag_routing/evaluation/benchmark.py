@@ -220,6 +220,7 @@ def identical_curve_notes(results: Sequence[RouterResult]) -> list[str]:
         if row.kind != "single" and row.curve:
             key = (tuple(row.curve.get("cost", ())), tuple(row.curve.get("quality", ())))
             groups.setdefault(key, []).append(row.router)
+    chose = {r.router: r.explain.get("chosen") for r in results if r.explain}
     notes = []
     for names in groups.values():
         if len(names) > 1:
@@ -227,6 +228,8 @@ def identical_curve_notes(results: Sequence[RouterResult]) -> list[str]:
             if {"linucb", "thompson"} <= set(names):
                 why = ("; linucb and thompson: offline both are scored by their posterior mean, the same ridge "
                        "regression (they differ only in how they explore online)")
+            why += "".join(f"; {name} routes with the {chose[name]} it chose" for name in names if name in chose
+                           and chose[name] in names)
             notes.append(f"identical operating points: {', '.join(names)}{why}")
     return notes
 
