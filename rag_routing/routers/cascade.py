@@ -59,6 +59,12 @@ from rag_routing.ledger.scope import current_ledger, ledger_scope
 from rag_routing.ledger.stage_names import GENERATION
 from rag_routing.routers.base import Router, RouterInput, validate_queries
 from rag_routing.routers.support import GuardSettings
+from rag_routing.routers.cascade_guard import (
+    JudgeCalibration,
+    LiveJudgeWindow,
+    fixed_candidate,
+    fixed_operating_points,
+)
 from rag_routing.routers.cascade_replay import cost_quality_front, replay_chain
 from rag_routing.routers.judges import (
     AnswerScorerJudge,
@@ -109,6 +115,8 @@ class _Run:
     quality: np.ndarray | None = None  # multi-choice beliefs
     reason: str = ""
     by_budget: bool = False
+    #: The best fixed candidate, when the judge drifted and the run bypasses the cascade.
+    fixed: str | None = None
 
     @property
     def spent(self) -> float:
@@ -248,7 +256,29 @@ class CascadeRouter(Router):
                     f"${ledger.budget.remaining().usd:.6g} left")
         return None
 
+    def _drift_step(self, run: _Run) -> tuple[bool, str | None]:
+        """(handled, step): after a judge-drift alarm the run calls only the best fixed candidate, unjudged."""
+        window = self.__dict__.get("live_judge_")
+        if window is None or not window.drifted:
+            return False, None
+        if run.attempts:
+            run.reason = run.reason or (f"judge drift: the best fixed candidate {run.fixed!r} answered instead of "
+                                        f"the cascade ({window.drift.reason})")
+            return True, None
+        run.fixed = self._fixed_online()
+        return True, run.fixed
+
+    def _fixed_online(self) -> str:
+        names = self._online_order()
+        if self.is_fitted and set(names) <= set(self.candidates_):
+            at = [self.candidates_.index(n) for n in names]
+            return names[fixed_candidate(self.prior_[at], self.mean_cost_[at], self.lam, self.budget)]
+        return names[-1]  # unfitted: the last (strongest) of the order
+
     def _next_step(self, run: _Run) -> str | None:
+        handled, step = self._drift_step(run)
+        if handled:
+            return step
         order = self._online_order()
         if run.reason:
             return None
@@ -265,7 +295,7 @@ class CascadeRouter(Router):
 
     def _is_last(self, run: _Run, name: str) -> bool:
         tried = {a.candidate for a in run.attempts}
-        return all(n in tried or n == name for n in self._online_order())
+        return run.fixed is not None or all(n in tried or n == name for n in self._online_order())
 
     def _judge(self, run: _Run, name: str, reply: Completion) -> tuple[float | None, float]:
         if self._is_last(run, name) and not self.judge_last:
@@ -297,7 +327,15 @@ class CascadeRouter(Router):
     def _after(self, run: _Run, name: str, reply: Completion, score: float | None, judge_cost: float) -> bool:
         """Record the attempt; True when the cascade stops here."""
         accepted = score is not None and score >= self._accept_at()
+        if score is not None and not run.attempts:  # first-step scores: compared with the calibration ones
+            window = self.__dict__.setdefault("live_judge_", LiveJudgeWindow())
+            window.add(score, getattr(self, "judge_calibration_", {}).get(name), self._accept_at())
         run.attempts.append(Attempt(name, reply.text, score, reply.cost_usd, judge_cost, reply.seconds, accepted))
+        if run.fixed is not None:
+            run.attempts[-1].accepted = True
+            run.reason = (f"judge drift: the best fixed candidate {name!r} answered instead of the cascade "
+                          f"({self.live_judge_.drift.reason})")
+            return True
         if accepted:
             run.reason = f"accepted {name!r}: judge score {score:.3g} >= threshold {self._accept_at():.3g}"
         elif score is None:
@@ -318,10 +356,21 @@ class CascadeRouter(Router):
 
     def _result(self, run: _Run) -> CascadeResult:
         chosen = next((a for a in run.attempts if a.accepted), None)
-        if chosen is None and run.attempts:  # stopped early: the best-judged answer so far
+        if chosen is None and run.attempts:  # stopped early: the best-judged answer so far ...
             chosen = max(run.attempts, key=lambda a: -1.0 if a.score is None else a.score)
+            strongest = max(run.attempts, key=lambda a: self._strength(a.candidate))
+            if self._strength(strongest.candidate) > self._strength(chosen.candidate):
+                chosen = strongest  # ... unless a stronger candidate was paid for: never a worse answer for more
+                run.reason += f"; returned {chosen.candidate!r}, the strongest candidate called"
         return CascadeResult(None if chosen is None else chosen.answer, None if chosen is None else chosen.candidate,
                              run.attempts, run.reason, run.decision_id, run.by_budget)
+
+    def _strength(self, name: str) -> float:
+        """Training-mean quality of ``name`` (unfitted: its position in the order, the last the strongest)."""
+        if self.is_fitted and name in self.candidates_:
+            return float(self.prior_[self.candidates_.index(name)])
+        order = self._online_order()
+        return float(order.index(name)) if name in order else -1.0
 
     # ------------------------------------------------------------------ offline
     def fit(self, dataset: RoutingDataset) -> CascadeRouter:
@@ -341,6 +390,55 @@ class CascadeRouter(Router):
             self.order_ = self._choose_order(dataset, features)
         rows = np.arange(len(dataset))
         self.judge_ = self._train_judge(dataset, features, rows)
+        self.judge_calibration_ = self._calibrate_judge(dataset, features, self.order_[:1])
+
+    def _calibrate_judge(self, dataset: RoutingDataset, features: np.ndarray | None,
+                         names: Sequence[str]) -> dict[str, JudgeCalibration]:
+        """Held-out first-call judge scores of ``names`` (each fold's judge scores rows it did not train on)."""
+        if len(self.order_) < 2:
+            return {}
+        folds = np.random.default_rng(self.seed + 1).permutation(len(dataset)) % max(2, self.n_folds)
+        scores = {name: np.full(len(dataset), np.nan) for name in names}
+        responses = dataset.responses or []
+        for fold in np.unique(folds):
+            judge = self._train_judge(dataset, features, np.flatnonzero(folds != fold))
+            held = np.flatnonzero(folds == fold)
+            for name in names:
+                j = dataset.candidate_index(name)
+                known = [i for i in held if responses[i][j] is not None]
+                if known:
+                    scores[name][known] = self.judge_scores(dataset, known, name, [[]] * len(known), features, judge)
+        threshold = self._accept_at() if np.isfinite(self._accept_at()) else 0.5
+        return {n: JudgeCalibration(v, threshold, in_sample=self._in_sample(dataset, features, n, v))
+                for n, v in scores.items() if np.isfinite(v).sum() >= 2}
+
+    def _in_sample(self, dataset: RoutingDataset, features: np.ndarray | None, name: str,
+                   held_out: np.ndarray) -> np.ndarray:
+        """The final judge's first-call scores of ``name`` on the training rows scored in ``held_out``."""
+        known = np.flatnonzero(np.isfinite(held_out)).tolist()
+        return self.judge_scores(dataset, known, name, [[]] * len(known), features, self.judge_)
+
+    def judge_drift(self, test: RoutingDataset, features: np.ndarray | None = None) -> Any:
+        """The label-free comparison of the judge's first-call scores on ``test``'s recorded answers with those at
+        calibration (:class:`~rag_routing.routers.cascade_guard.JudgeDrift`, the most drifted candidate's);
+        ``None`` when the cascade has no calibration."""
+        calibrations = getattr(self, "judge_calibration_", {})
+        responses = test.responses or []
+        worst = None
+        for name, calibration in calibrations.items():
+            j = test.candidate_index(name)
+            known = [i for i in range(len(test)) if responses[i][j] is not None]
+            drift = calibration.check(self.judge_scores(test, known, name, [[]] * len(known), features))
+            if worst is None or (drift.drifted, -drift.shape_p_value) > (worst.drifted, -worst.shape_p_value):
+                worst = drift
+        return worst
+
+    def _drifted_points(self, test: RoutingDataset, features: np.ndarray | None) -> OperatingPoints | None:
+        """The best fixed candidate's points (one per λ) when the judge drifted on ``test``, else ``None``."""
+        self.last_judge_drift_ = self.judge_drift(test, features)
+        if self.last_judge_drift_ is None or not self.last_judge_drift_.drifted:
+            return None
+        return fixed_operating_points(test, self.prior_, self.mean_cost_)
 
     def _new_judge(self) -> Judge:
         if isinstance(self.judge, AnswerScorerJudge):  # a template: a fresh copy is trained
@@ -427,7 +525,11 @@ class CascadeRouter(Router):
         test = test.select_candidates(self.candidates_)
         if test.responses is None:
             raise InvalidInputError("replaying a cascade needs the test set's recorded responses")
-        scores = self.step_scores(test, self.features(test) if self.uses_features else None)
+        features = self.features(test) if self.uses_features else None
+        fallback = self._drifted_points(test, features)
+        if fallback is not None:
+            return fallback
+        scores = self.step_scores(test, features)
         return replay_chain(test, [test.candidate_index(c) for c in self.order_], scores, thresholds)
 
     def cost_quality_points(self, test: RoutingDataset) -> tuple[np.ndarray, np.ndarray]:
@@ -506,14 +608,25 @@ class CascadeRouter(Router):
         if not isinstance(judge, self.saved_judge):
             raise InvalidInputError(f"only a {self.name} with a trained {self.saved_judge.__name__} can be saved")
         meta, arrays = judge.get_state()
-        return ({"order": self.order_, "judge": meta},
+        calibration = {}
+        for name, cal in getattr(self, "judge_calibration_", {}).items():
+            c_meta, c_arrays = cal.get_state()
+            calibration[name] = c_meta
+            arrays = {**arrays, **{f"calibration.{name}.{k}": v for k, v in c_arrays.items()}}
+        return ({"order": self.order_, "judge": meta, "calibration": calibration},
                 {"prior": self.prior_, **{f"judge.{k}": v for k, v in arrays.items()}})
 
     def _set_state(self, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.order_ = [str(c) for c in config["order"]]
         self.prior_ = np.asarray(arrays["prior"], dtype=np.float64)
         judge_arrays = {k[len("judge."):]: v for k, v in arrays.items() if k.startswith("judge.")}
+        calibration = {k: v for k, v in judge_arrays.items() if k.startswith("calibration.")}
+        judge_arrays = {k: v for k, v in judge_arrays.items() if not k.startswith("calibration.")}
         self.judge_ = self.saved_judge.from_state(config["judge"], judge_arrays)
+        self.judge_calibration_ = {
+            name: JudgeCalibration.from_state(c_meta, {k.rsplit(".", 1)[1]: v for k, v in calibration.items()
+                                                       if k.rsplit(".", 1)[0] == f"calibration.{name}"})
+            for name, c_meta in config.get("calibration", {}).items()}
         if self.uses_features and getattr(self.judge_, "featurizer_", None) is not None:
             self.judge_.featurizer_ = self.featurizer_
 

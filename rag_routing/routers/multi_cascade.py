@@ -19,6 +19,7 @@ from rag_routing.evaluation.sweep import OperatingPoints, realised
 from rag_routing.ledger.scope import current_ledger
 from rag_routing.routers.base import Router, RouterInput
 from rag_routing.routers.cascade import CascadeRouter, _Run
+from rag_routing.routers.cascade_guard import JudgeCalibration, keep_strongest, path_cap
 from rag_routing.routers.cascade_replay import _logit, _sigmoid, cost_quality_front
 from rag_routing.routers.judges import Judge
 
@@ -38,9 +39,16 @@ class MultiChoiceCascade(CascadeRouter):
         threshold: also stop as soon as a score reaches it (``None``: only the rule decides).
         pool: candidate names considered offline (default: the training cost-quality front).
         n_orders, n_bins: random call orders per training query for the judge; score bins of the belief update.
+
+    Guards (:mod:`rag_routing.routers.cascade_guard`): one query never costs more than the priciest candidate
+    times ``1 + path_slack``; when a stronger candidate (higher training-mean quality) than the judge's pick was
+    paid for, its answer is returned; a judge whose first-call scores drift from calibration sends every query
+    to the best fixed candidate.
     """
 
     name = "multi_cascade"
+    #: Spend per query at most the priciest candidate's cost times ``1 + path_slack``.
+    path_slack: float = 0.25
 
     def __init__(self, candidates: Sequence[Any] | None = None, *, judge: Judge | None = None,
                  quality: dict[str, float] | None = None, prior: Any = "cluster", lam: float = 0.0,
@@ -65,19 +73,24 @@ class MultiChoiceCascade(CascadeRouter):
         return np.inf if self.threshold is None else float(self.threshold)
 
     def _is_last(self, run: _Run, name: str) -> bool:
-        return False  # every answer is judged: the scores choose what to return
+        return run.fixed is not None  # otherwise every answer is judged: the scores choose what to return
 
     def _names(self) -> list[str]:
         return self._online_order()  # the fitted pool when the live models cover it: its beliefs apply
 
-    def _remaining(self, run: _Run) -> float | None:
+    def _remaining(self, run: _Run, cap: float | None = None) -> float | None:
         left = [] if self.budget is None else [self.budget - run.spent]
+        if cap is not None:
+            left.append(cap - run.spent)
         ledger = current_ledger()
         if ledger is not None and ledger.budget is not None:
             left.append(ledger.budget.remaining().usd)
         return max(0.0, min(left)) if left else None
 
     def _next_step(self, run: _Run) -> str | None:
+        handled, step = self._drift_step(run)
+        if handled:
+            return step
         if run.reason:
             return None
         names = self._names()
@@ -91,7 +104,8 @@ class MultiChoiceCascade(CascadeRouter):
             if name not in judged:
                 S[0, k + 1] = _sigmoid(run.quality[k])
                 C[0, k + 1] = self.clients_[name].estimate_usd(self._messages(run), self.max_tokens)
-        left = self._remaining(run)
+        every = [self.clients_[n].estimate_usd(self._messages(run), self.max_tokens) for n in names]
+        left = self._remaining(run, path_cap(np.array(every), self.path_slack))
         choice = int(select(S, C, self.lam, None if left is None else np.array([left]))[0])
         if choice:
             return names[choice - 1]
@@ -174,6 +188,16 @@ class MultiChoiceCascade(CascadeRouter):
                 self.table_[k, b] = (np.where(known, rows, 0).sum(0) + 5 * self.base_) / (known.sum(0) + 5)
         self.table_ = np.clip(self.table_, 0.02, 0.98)
         self.judge_ = self._train_judge(dataset, features, np.arange(len(dataset)))
+        responses = dataset.responses or []
+        self.judge_calibration_ = {}
+        for k, name in enumerate(names):
+            known = [i for i in range(len(dataset)) if responses[i][pool[k]] is not None]
+            if len(known) >= 2:
+                held_out = np.full(len(dataset), np.nan)
+                held_out[known] = first[known, k]
+                self.judge_calibration_[name] = JudgeCalibration(
+                    first[known, k], 0.5 if self.threshold is None else float(self.threshold),
+                    in_sample=self._in_sample(dataset, features, name, held_out))
 
     def _fit_prior(self, dataset: RoutingDataset) -> Router | None:
         if self.prior is None:
@@ -201,7 +225,9 @@ class MultiChoiceCascade(CascadeRouter):
             S = np.where(untried, _sigmoid(logits[rows]), -1e9)
             best = np.where(untried.all(axis=1), -1e9, np.nanmax(np.where(untried, -1.0, scores[rows]), axis=1))
             S, C = np.column_stack([best, S]), np.column_stack([np.zeros(rows.size), np.where(untried, estimate, 0.0)])
-            left = None if self.budget is None else np.maximum(self.budget - spent[rows], 0.0)
+            left = np.maximum(path_cap(estimate, self.path_slack) - spent[rows], 0.0)
+            if self.budget is not None:
+                left = np.minimum(left, np.maximum(self.budget - spent[rows], 0.0))
             choice = select(S, C, lam, left)
             active[rows[choice == 0]] = False
             for k, name in enumerate(names):
@@ -217,7 +243,8 @@ class MultiChoiceCascade(CascadeRouter):
                 if self.threshold is not None:
                     active[at[s >= self.threshold]] = False
         returned = np.nanargmax(np.where(np.isnan(scores), -np.inf, scores), axis=1)
-        return pool[returned], spent
+        prior = self.prior_[[self.candidates_.index(c) for c in names]]
+        return pool[keep_strongest(~np.isnan(scores), returned, prior)], spent
 
     def operating_points(self, test: RoutingDataset, thresholds: np.ndarray | None = None) -> OperatingPoints:
         """The cascade replayed on ``test`` for a grid of λ (``lams``); mean cost counts every call."""
@@ -226,6 +253,9 @@ class MultiChoiceCascade(CascadeRouter):
         if test.responses is None:
             raise InvalidInputError("replaying a cascade needs the test set's recorded responses")
         features = self.features(test) if self.uses_features else None
+        fallback = self._drifted_points(test, features)
+        if fallback is not None:
+            return fallback
         prior = self._prior_logits(test)
         pool_cost = self.mean_cost_[[self.candidates_.index(c) for c in self.order_]]
         lams = np.concatenate([[0.0], np.geomspace(1e-3 / pool_cost.max(), 1e2 / max(pool_cost.min(), 1e-12),
