@@ -14,7 +14,8 @@ Each line times the same work two ways and prints the medians and their differen
   ``ledger_scope(CostLedger(budget=Budget(max_usd=...)))`` with no handler attached — the ambient handler
   counts the prompt's tokens, prices and reserves the estimate before the call, records and commits the
   usage after — vs the same call with the ambient meter switched off (the bare call); ``invoke``,
-  ``ainvoke`` and ``stream``, and metering without a budget.
+  ``ainvoke`` and ``stream``, and metering without a budget; one row in CPU time of the calling thread
+  (steadier than wall time on a shared, loaded machine).
 
 No ledger is active (``ledger_scope`` adds the same few µs to both sides); no callback handler is attached
 (LangChain's callback manager is still built and run, as in any chain). Timings are wall clock on this
@@ -51,16 +52,17 @@ def fitted_router() -> KNNRouter:
     return KNNRouter(k=5, prior=0.0, featurizer="tfidf", lam=10.0).fit(ds)
 
 
-def paired_us(adapter: Callable[[], Any], direct: Callable[[], Any], repeat: int) -> tuple[float, float]:
+def paired_us(adapter: Callable[[], Any], direct: Callable[[], Any], repeat: int,
+              clock: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
     """Median µs of each, timed alternately (so drift and warm-up hit both sides alike)."""
     for _ in range(min(50, repeat)):
         adapter(), direct()
     a, d = [], []
     for _ in range(repeat):
         for fn, samples in ((adapter, a), (direct, d)):
-            started = time.perf_counter()
+            started = clock()
             fn()
-            samples.append(time.perf_counter() - started)
+            samples.append(clock() - started)
     return statistics.median(a) * 1e6, statistics.median(d) * 1e6
 
 
@@ -138,6 +140,19 @@ def metering_rows(n: int) -> None:
         paired_us(lambda: metered.run(model.invoke, prompt), lambda: bare.run(model.invoke, prompt), n))
     row("chat model invoke: metering only (no budget)",
         paired_us(lambda: metered_nobudget.run(model.invoke, prompt), lambda: bare.run(model.invoke, prompt), n))
+    row("chat model invoke: metering + budget check (CPU time)",
+        paired_us(lambda: metered.run(model.invoke, prompt), lambda: bare.run(model.invoke, prompt), n,
+                  clock=time.thread_time))
+    from langchain_core.callbacks import get_usage_metadata_callback
+
+    counted = contextvars.copy_context()
+    counted.run(ambient._VAR.set, None)
+    usage_scope = get_usage_metadata_callback()  # entered in `counted` only, and left there
+    counted.run(usage_scope.__enter__)
+    row("reference: LangChain's own usage callback (CPU time)",
+        paired_us(lambda: counted.run(model.invoke, prompt), lambda: bare.run(model.invoke, prompt), n,
+                  clock=time.thread_time))
+    counted.run(usage_scope.__exit__, None, None, None)
     row("chat model stream: metering + budget check",
         paired_us(lambda: metered.run(lambda: list(model.stream(prompt))),
                   lambda: bare.run(lambda: list(model.stream(prompt))), n))

@@ -75,6 +75,7 @@ from rag_routing.integrations.langchain.call_estimate import (
 from rag_routing.ledger.budget import Reservation
 from rag_routing.ledger.guard import is_metered, root_ledger_id
 from rag_routing.ledger.ledger import CostLedger
+from rag_routing.ledger.pricing import default_table, price_with_source
 from rag_routing.ledger.scope import current_ledger
 from rag_routing.ledger.stage_names import GENERATION
 from rag_routing.ledger.tokens import count_tokens, parse_usage
@@ -100,11 +101,15 @@ class _Call:
     started: float
     ledger: CostLedger
     model: str | None
-    prompt: str
+    inputs: tuple[Any, Any]  # (chat messages, completion prompts): the text is built only when counted
     key: tuple[UUID, str]
     tags: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     reservation: Reservation | None = None
+
+    @property
+    def prompt(self) -> str:
+        return prompt_text(*self.inputs)
 
 
 def _usage(generation: ChatGeneration) -> Any:
@@ -214,8 +219,7 @@ class LedgerCallbackHandler(BaseCallbackHandler):
             holder._forget(run_id)
         metadata = dict(metadata or {})
         model = self.model or model_name(params, serialized, metadata) or self.default_model
-        call = _Call(time.perf_counter(), ledger, model, prompt_text(messages, prompts), key, list(tags or []),
-                     metadata)
+        call = _Call(time.perf_counter(), ledger, model, (messages, prompts), key, list(tags or []), metadata)
         try:
             call.reservation = self._reserve(call, params)
         except BaseException:
@@ -238,7 +242,8 @@ class LedgerCallbackHandler(BaseCallbackHandler):
                 "LedgerCallbackHandler(default_model=..., pricing=...) or allow_unpriced=True")
         pricing = self.pricing.get(call.model.strip().lower()) if call.model else None
         if ledger.budget is None:  # still priced now, so that an unknown price fails before the call
-            ledger.estimate_call(call.model, 0, 0, pricing=pricing, allow_unpriced=True if unpriced_ok else None)
+            price_with_source(call.model, pricing, ledger.prices if ledger.prices is not None else default_table(),
+                              unpriced_ok)
             return None
         tokens_in = count_tokens(call.prompt, call.model)
         tokens_out = output_tokens(params, self.default_max_tokens)
