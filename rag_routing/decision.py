@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from rag_routing.errors import BudgetExceededError, InvalidInputError, NoRouteError, UnknownCandidateError
+from rag_routing.validation import check_float, check_int
 
 ArrayLike = Any
 
@@ -322,11 +323,14 @@ def calibrate(
     S, C = _validate(quality, cost)
     if S.shape[0] == 0:
         raise InvalidInputError("cannot calibrate on zero rows; pass at least one query's quality and cost")
-    if not 0.0 <= target_share <= 1.0:
-        raise InvalidInputError(f"target_share must be in [0, 1], got {target_share}")
+    target_share = check_float("target_share", target_share, 0.0, 1.0)
+    tol = check_float("tol", tol)
+    max_iter = check_int("max_iter", max_iter, low=0)
     if expensive is None:
         expensive = [int(np.argmax(C.mean(axis=0)))]
-    expensive = [int(e) for e in expensive]
+    if isinstance(expensive, (str, bytes)) or not isinstance(expensive, Iterable):
+        raise InvalidInputError(f"expensive must be a list of candidate indices, got {type(expensive).__name__}")
+    expensive = [check_int("expensive index", e, low=-(2**62)) for e in expensive]
     if any(not 0 <= e < S.shape[1] for e in expensive):
         raise UnknownCandidateError(f"expensive indices {expensive} out of range for {S.shape[1]} candidates")
 

@@ -53,8 +53,8 @@ def is_multiple_choice(prompt: str) -> bool:
 def estimate_output_tokens(prompts: Sequence[str], output_tokens: int | None = None) -> np.ndarray:
     """Estimated response length (tokens) per prompt; see the module docstring."""
     if output_tokens is not None:
-        if output_tokens < 0:
-            raise InvalidInputError(f"output_tokens must be >= 0, got {output_tokens}")
+        if isinstance(output_tokens, bool) or not isinstance(output_tokens, (int, np.integer)) or output_tokens < 0:
+            raise InvalidInputError(f"output_tokens must be an integer >= 0, got {output_tokens!r}")
         return np.full(len(prompts), int(output_tokens), dtype=np.int64)
     choice = np.fromiter((is_multiple_choice(p) for p in prompts), dtype=bool, count=len(prompts))
     return np.where(choice, MULTIPLE_CHOICE_OUTPUT_TOKENS, FREE_FORM_OUTPUT_TOKENS).astype(np.int64)
@@ -80,6 +80,8 @@ def price_tokens(candidates: Sequence[str], input_tokens: np.ndarray, output_tok
             "(--prices FILE, the format of rag_routing/data/prices.json) or put costs in the file"
         ) from exc
     n, m = len(np.asarray(input_tokens)), len(candidates)
+    if n == 0:
+        return np.zeros((0, m))
     tokens_in = np.broadcast_to(np.asarray(input_tokens, dtype=np.float64).reshape(n, -1), (n, m))
     tokens_out = np.broadcast_to(np.asarray(output_tokens, dtype=np.float64).reshape(n, -1), (n, m))
     price_in = np.array([p.input_per_mtok for p in pricing]) / 1e6

@@ -136,6 +136,12 @@ class CostLedger:
         """
         if type(stage) is not str or not stage:
             raise InvalidInputError(f"stage must be a non-empty string, got {stage!r}")
+        for name, value in (("component", component), ("model", model), ("decision_id", decision_id),
+                            ("principal", principal)):
+            if value is not None and not isinstance(value, str):
+                raise InvalidInputError(f"{name} must be a string or None, got {type(value).__name__}")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise InvalidInputError(f"metadata must be a mapping or None, got {type(metadata).__name__}")
         input_tokens, output_tokens, cost_usd, seconds, energy_kwh, emissions_gco2e = normalize_numbers(
             input_tokens, output_tokens, cost_usd, seconds, energy_kwh, emissions_gco2e)
         entry = LedgerEntry(

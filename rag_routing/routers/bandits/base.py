@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rag_routing.decision import RoutingDecision
+from rag_routing.decision import _budget_column as budget_column
 from rag_routing.errors import CorruptStateError, InvalidInputError, NoRouteError, UnknownCandidateError
 from rag_routing.evaluation.dataset import RoutingDataset
 from rag_routing.routers.bandits.feedback import PendingDecision, PendingDecisions, rewards_from_feedback
@@ -230,12 +231,13 @@ class BanditRouter(Router):
 
     def _choose(self, state: Arrays, ctx: np.ndarray | None, n: int, lam: float,
                 budget: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if not (isinstance(lam, (int, float, np.number)) and math.isfinite(lam) and lam >= 0):
+        numeric = isinstance(lam, (int, float, np.integer, np.floating)) and not isinstance(lam, bool)
+        if not (numeric and math.isfinite(lam) and lam >= 0):
             raise InvalidInputError(f"lam must be a finite number >= 0, got {lam!r}")
         C = np.broadcast_to(self.mean_cost_, (n, len(self.candidates_)))
         feasible = np.ones(C.shape, dtype=bool)
         if budget is not None:
-            B = np.broadcast_to(np.asarray(budget, dtype=np.float64), (n,))
+            B = np.broadcast_to(budget_column(budget, n), (n, 1))[:, 0]  # a typed error for any other shape
             if np.isnan(B).any() or (B < 0).any():
                 raise InvalidInputError("budget must be >= 0 (use None for no budget)")
             feasible = C <= B[:, None]
