@@ -305,3 +305,19 @@ def test_embeddings_through_a_vector_store_are_metered_and_refused_before_the_ca
     with ledger_scope(), pytest.raises(UnknownPriceError):
         InMemoryVectorStore(MeteredEmbeddings(inner, model="my-embedder")).add_texts(["x"])
     assert inner.calls == 2  # neither refused call reached the provider
+
+
+def test_stage_runnables_take_lambda_and_budget_per_request() -> None:
+    from rag_routing.integrations.langchain import StageRunnable
+    from rag_routing.stages import StageRouter
+
+    stage = StageRouter({"small": lambda s: s.evolve(answer="S"), "large": lambda s: s.evolve(answer="L")},
+                        router=small_large_router(), name="generator")
+    node = StageRunnable(stage)
+    question = "integrate x squared please"
+    assert node.invoke(question).answer == "L"
+    assert node.invoke(question, config={"configurable": {"lam": 1000.0}}).answer == "S"
+    assert node.with_config(configurable={"budget": 0.001}).invoke(question).answer == "S"
+    with ledger_scope(budget=Budget(max_usd=0.005)):  # what the ambient budget has left
+        assert node.invoke(question).answer == "S"
+    assert {"lam", "budget"} <= {spec.id for spec in node.config_specs}
