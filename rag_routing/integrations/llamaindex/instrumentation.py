@@ -10,11 +10,17 @@ instrumentation dispatcher. The handler pairs starts and ends by span (latency =
   event's ``model_dict`` (``model_name``, else the LLM class name);
 * embedding calls: the embedded chunks' tokens (counted, ``estimated``), model from the start event.
 
-Prices come from the ledger's price table, or ``pricing={"MockLLM": Pricing(...)}``. LlamaIndex's dispatcher
-swallows every exception a handler raises, so an unknown price cannot stop the call: the entry is recorded
-at an explicit $0 with ``priced=False`` (the ledger's reports flag it), the problem is logged at ERROR level
-and kept in :attr:`LedgerEventHandler.errors`; :meth:`LedgerEventHandler.raise_errors` raises it as an
-:class:`~rag_routing.errors.UnknownPriceError` (pass ``allow_unpriced=True`` to accept $0 quietly).
+Prices come from the ledger's price table, or ``pricing={"MockLLM": Pricing(...)}``. You rarely attach the
+handler yourself: inside ``ledger_scope`` the ambient hook installs a default one (ledger and prices from the
+scope) together with the budget gate of :mod:`~rag_routing.integrations.llamaindex.budget_gate`, which reserves
+each call's estimate and refuses over-budget or unpriced calls *before* the provider runs; the handler commits
+the real usage to that reservation (and, for a stream abandoned mid-way, the tokens streamed so far).
+:func:`instrument` replaces the default handler with one of your own (a fixed ledger, price overrides).
+
+LlamaIndex's dispatcher swallows every exception a handler raises, so without the gate (a handler attached by
+hand) an unknown price cannot stop the call: the entry is recorded at an explicit $0 with ``priced=False``, the
+problem is logged at ERROR level and kept in :attr:`LedgerEventHandler.errors`;
+:meth:`LedgerEventHandler.raise_errors` raises it as an :class:`~rag_routing.errors.UnknownPriceError`.
 
 Calls are recorded once: wrappers nest LLM calls (``CustomLLM.chat`` calls ``complete``; ``astream_chat`` calls
 ``stream_chat``, which calls ``stream_complete``), and only the innermost call of such a nest is billed. Each
