@@ -127,4 +127,5 @@ class LedgerThreadPoolExecutor(ThreadPoolExecutor):
         return super().submit(context.run, fn, *args, **kwargs)
 
 
-__all__ = ["ledger_scope", "current_ledger", "budget_left_usd", "bind_context", "run_in_ledger_context", "LedgerThreadPoolExecutor"]
+__all__ = ["ledger_scope", "current_ledger", "budget_left_usd", "bind_context", "run_in_ledger_context",
+           "LedgerThreadPoolExecutor"]
