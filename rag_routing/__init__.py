@@ -27,6 +27,8 @@ _EXPORTS: dict[str, str] = {
     "UnknownPriceError": "rag_routing.errors",
     "CorruptStateError": "rag_routing.errors",
     "MissingDependencyError": "rag_routing.errors",
+    "SandboxUnavailableError": "rag_routing.errors",
+    "ModelNotAllowedError": "rag_routing.errors",
     # candidates and the decision rule
     "Candidate": "rag_routing.candidates",
     "CandidatePool": "rag_routing.candidates",
