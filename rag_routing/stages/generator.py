@@ -42,7 +42,7 @@ from rag_routing.stages.adapters import adapt_llm
 from rag_routing.stages.base import StageChoice, StageRouter
 from rag_routing.stages.prompt import DIRECT, extract_answer
 from rag_routing.stages.state import RAGState
-from rag_routing.stages.streaming import StreamControl, current_stream
+from rag_routing.stages.streaming import StreamAbandoned, StreamControl, current_stream
 
 GENERATION_STAGE = GENERATION
 
@@ -170,12 +170,8 @@ def _guarded_chunks(chunks: Any, guard: Any) -> Any:
         if guard is not None and not finished:  # abandoned or failed: bill what ran, release the rest
             if produced:
                 guard.record(output_tokens=produced, metadata={"finish_reason": "cancelled"}, estimated=True)
-            else:
-                guard.__exit__(StreamAbandonedError, None, None)
-
-
-class StreamAbandonedError(Exception):
-    """Marks a stream that ended before its first piece (its reservation is released)."""
+            else:  # nothing was generated: release the reservation
+                guard.__exit__(StreamAbandoned, None, None)
 
 
 def stream_text(llm: Any, messages: list[dict[str, str]], max_new_tokens: int, control: StreamControl) -> str:

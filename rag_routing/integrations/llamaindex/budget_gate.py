@@ -291,7 +291,7 @@ _GATE = BudgetCallbackHandler()
 class BudgetSpanHandler(BaseSpanHandler[Any]):
     """Attaches the budget gate to every LLM it sees and tracks nested LLM spans (module docstring)."""
 
-    _seen: Any = PrivateAttr(default_factory=threading.Lock)
+    _attach_lock: Any = PrivateAttr(default_factory=threading.Lock)
 
     @classmethod
     def class_name(cls) -> str:
@@ -304,7 +304,7 @@ class BudgetSpanHandler(BaseSpanHandler[Any]):
             if not isinstance(manager, CallbackManager):
                 manager = instance.callback_manager = CallbackManager([])
             if _GATE not in manager.handlers:
-                with self._seen:
+                with self._attach_lock:
                     if _GATE not in manager.handlers:
                         manager.add_handler(_GATE)
             SPANS.enter(id_, parent_span_id)
