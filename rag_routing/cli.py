@@ -18,14 +18,13 @@ Exit status: 0 on success, 2 on a usage or data error (the message says what to 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from rag_routing.errors import InvalidInputError, RagRoutingError
+from rag_routing.json_input import read_json_file
 
 
 def _test_size(text: str) -> float:
@@ -60,10 +59,7 @@ def _price_table(path: str | None) -> Any:
         return None
     from rag_routing.ledger.pricing import PriceTable
 
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InvalidInputError(f"cannot read the price table {path!r}: {exc}") from exc
+    data = read_json_file(path, f"the price table {path!r}", error=InvalidInputError)
     models = data.get("models", data) if isinstance(data, dict) else None
     if not isinstance(models, dict):
         raise InvalidInputError(f"{path}: expected {{'models': {{name: {{'input': .., 'output': ..}}}}}}")
@@ -103,10 +99,7 @@ def _description_params(routers: list[str], path: str | None) -> dict[str, dict[
 
     from rag_routing.evaluation.benchmark import resolve_routers, router_class
 
-    try:
-        descriptions = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InvalidInputError(f"--descriptions {path}: not a readable JSON file ({exc})") from exc
+    descriptions = read_json_file(path, f"--descriptions {path}", error=InvalidInputError)
     if not isinstance(descriptions, dict) or not all(
             isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in descriptions.items()):
         raise InvalidInputError(f"--descriptions {path} must hold one JSON object {{candidate: description}} "

@@ -12,6 +12,7 @@ import pytest
 
 from rag_routing import RoutingDataset
 from rag_routing.array_blobs import decode_arrays, encode_arrays
+from rag_routing.cli import main
 from rag_routing.errors import CorruptStateError, DatasetFormatError, InvalidInputError, ModelNotAllowedError
 from rag_routing.evaluation.loaders import load_dataset
 from rag_routing.ledger.pricing import PriceTable
@@ -111,7 +112,7 @@ def test_lam_stored_as_a_string_is_a_typed_error(tmp_path):
 DEEP = "[" * 100_000 + "]" * 100_000
 
 
-def test_deep_json_in_price_key_and_dataset_files_is_a_typed_error(tmp_path):
+def test_deep_json_in_price_key_and_dataset_files_is_a_typed_error(tmp_path, capsys):
     prices = tmp_path / "prices.json"
     prices.write_text('{"models": ' + DEEP + "}")
     with pytest.raises(CorruptStateError, match="nested"):
@@ -130,6 +131,9 @@ def test_deep_json_in_price_key_and_dataset_files_is_a_typed_error(tmp_path):
     routerdc.write_text(DEEP)
     with pytest.raises(DatasetFormatError, match="nested"):
         load_dataset(routerdc, format="routerdc")
+    assert main(["bench", "tests/fixtures/routing/routerbench_train.csv", "--routers", "knn", "--prices",
+                 str(prices), "--quiet"]) == 2
+    assert "nested" in capsys.readouterr().err
     state = io.BytesIO()
     np.savez(state, __meta__=np.frombuffer(DEEP.encode(), dtype=np.uint8))
     (tmp_path / "deep.npz").write_bytes(state.getvalue())
