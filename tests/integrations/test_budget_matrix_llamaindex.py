@@ -222,3 +222,24 @@ def test_router_query_engine_calls_carry_the_decision_id(index: VectorStoreIndex
     (call,) = generation(ledger)
     assert routing.decision_id is not None and call.decision_id == routing.decision_id
     assert len(small.calls) + len(large.calls) == 1
+
+
+def test_llms_that_record_themselves_carry_the_decision_id_too(index: VectorStoreIndex, toy_dataset: Any,
+                                                               tmp_path: Any) -> None:
+    pytest.importorskip("torch")
+    from llama_index.core.tools import QueryEngineTool
+
+    from rag_routing.integrations.llamaindex import LocalLlamaIndexLLM, router_query_engine
+    from rag_routing.llms.scripted import scripted_model
+    from rag_routing.routers.similarity import KNNRouter
+
+    local = LocalLlamaIndexLLM(model_path=scripted_model("Velmora", folder=str(tmp_path / "m")), max_tokens=8)
+    router = KNNRouter(k=1, featurizer="tfidf").fit(toy_dataset)
+    tools = [QueryEngineTool.from_defaults(engine(index, llm), name=name, description=name)
+             for name, llm in zip(router.candidates_, (local, local))]
+    with ledger_scope(CostLedger(allow_unpriced=True)) as ledger:
+        answer = router_query_engine(router, tools).query("What is the capital of Tesmark?")
+    (routing,) = [e for e in ledger.entries if e.stage == "routing"]
+    (call,) = generation(ledger)
+    assert str(answer).strip() == "Velmora" and call.metadata.get("local") is True
+    assert call.decision_id == routing.decision_id is not None

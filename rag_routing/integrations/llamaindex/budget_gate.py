@@ -61,6 +61,7 @@ from rag_routing.candidates import Pricing
 from rag_routing.ledger.budget import Reservation
 from rag_routing.ledger.ledger import CostLedger
 from rag_routing.ledger.tokens import count_tokens
+from rag_routing.stages.attribution import StageLedger, stage_ledger
 
 #: Output tokens reserved for a call that names no ``max_tokens`` (nor does its LLM).
 DEFAULT_OUTPUT_TOKENS = 256
@@ -78,8 +79,8 @@ class CallOptions:
 _CALL_OPTIONS: contextvars.ContextVar[CallOptions | None] = contextvars.ContextVar(
     "rag_routing_llamaindex_call_options", default=None)
 
-#: The decision whose chosen component is running (``RoutingSelector`` fills it inside a routed engine).
-_DECISION: contextvars.ContextVar[list[str | None] | None] = contextvars.ContextVar(
+#: The stage ledger of a routed engine's run, whose ``decision_id`` ``RoutingSelector`` fills in once it chose.
+_DECISION: contextvars.ContextVar[StageLedger | None] = contextvars.ContextVar(
     "rag_routing_llamaindex_decision", default=None)
 
 
@@ -100,26 +101,27 @@ def current_call_options() -> CallOptions | None:
 
 
 @contextmanager
-def decision_slot() -> Iterator[list[str | None]]:
-    """A slot a selector fills with its decision id; calls recorded inside the block carry it."""
-    slot: list[str | None] = [None]
-    token = _DECISION.set(slot)
-    try:
-        yield slot
-    finally:
-        _DECISION.reset(token)
+def decision_slot() -> Iterator[StageLedger]:
+    """A view of the ambient ledger whose entries carry the decision id a selector fills in (:func:`fill_decision`)
+    — every entry recorded inside the block: the recorder's, and those of LLMs that record themselves."""
+    with stage_ledger(None) as collector:
+        token = _DECISION.set(collector)
+        try:
+            yield collector
+        finally:
+            _DECISION.reset(token)
 
 
 def fill_decision(decision_id: str | None) -> None:
-    """Stamp the calls of the enclosing :func:`decision_slot` with ``decision_id`` (no-op outside one)."""
-    slot = _DECISION.get()
-    if slot is not None:
-        slot[0] = decision_id
+    """Stamp what the enclosing :func:`decision_slot` records from now on with ``decision_id`` (no-op outside)."""
+    collector = _DECISION.get()
+    if collector is not None:
+        collector.decision_id = decision_id
 
 
 def current_decision_id() -> str | None:
-    slot = _DECISION.get()
-    return None if slot is None else slot[0]
+    collector = _DECISION.get()
+    return None if collector is None else collector.decision_id
 
 
 class _Spans:
@@ -188,8 +190,6 @@ SPANS = _Spans()
 
 def detached(ledger: CostLedger) -> bool:
     """A stage's own ledger outside any ``ledger_scope``: it keeps the trace's costs, nobody asked for a bill."""
-    from rag_routing.stages.attribution import StageLedger
-
     return isinstance(ledger, StageLedger) and ledger.root is None
 
 
