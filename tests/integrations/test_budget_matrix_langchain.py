@@ -190,6 +190,20 @@ def test_errors_and_abandoned_streams_release_the_reservation() -> None:
 
         asyncio.run(abandon())
         assert_no_open_reservations(ledger.budget)
+        iterator = streaming.stream("hi")  # a sync stream the consumer drops
+        next(iterator)
+        iterator.close()
+        assert_no_open_reservations(ledger.budget)
+
+        async def cancel() -> None:  # LangChain's agenerate sends no on_llm_error when its task is cancelled
+            task = asyncio.ensure_future(streaming.ainvoke("hi"))
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(cancel())
+        assert_no_open_reservations(ledger.budget)
     assert len(ledger) == 0 and ledger.budget.spent().usd == 0
 
 

@@ -52,6 +52,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -106,10 +107,18 @@ class _Call:
     tags: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     reservation: Reservation | None = None
+    task: asyncio.Task[Any] | None = None  # the asyncio task that started it (its end releases a leftover)
 
     @property
     def prompt(self) -> str:
         return prompt_text(*self.inputs)
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no event loop in this thread
+        return None
 
 
 def _usage(generation: ChatGeneration) -> Any:
@@ -158,6 +167,7 @@ class LedgerCallbackHandler(BaseCallbackHandler):
         self.skip_recorded = skip_recorded
         self.default_max_tokens = default_max_tokens
         self._calls: dict[UUID, _Call] = {}
+        self._task_runs: dict[asyncio.Task[Any], set[UUID]] = {}
         self._lock = threading.Lock()
 
     # Only model runs matter: LangChain skips this handler for every other event (cheaper chains).
@@ -225,8 +235,15 @@ class LedgerCallbackHandler(BaseCallbackHandler):
         except BaseException:
             self._unclaim(key)
             raise
+        call.task = _current_task()
         with self._lock:
             self._calls[run_id] = call
+            if call.task is not None:
+                runs = self._task_runs.get(call.task)
+                if runs is None:
+                    runs = self._task_runs[call.task] = set()
+                    call.task.add_done_callback(self._task_done)
+                runs.add(run_id)
         call.started = time.perf_counter()
 
     def _reserve(self, call: _Call, params: Mapping[str, Any]) -> Reservation | None:
@@ -255,9 +272,26 @@ class LedgerCallbackHandler(BaseCallbackHandler):
     def _pop(self, run_id: UUID) -> _Call | None:
         with self._lock:
             call = self._calls.pop(run_id, None)
+            if call is not None and call.task is not None:
+                self._task_runs.get(call.task, set()).discard(run_id)
         if call is not None:
             self._unclaim(call.key)
         return call
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        """A cancelled ``ainvoke`` ends its task without ``on_llm_error``: release what its runs still hold.
+
+        Only on cancellation: a task that ends normally may have started a run that goes on in another task
+        (an ``astream`` stepped one ``__anext__`` per task), and errors reach ``on_llm_error`` anyway.
+        """
+        with self._lock:
+            leftover = self._task_runs.pop(task, set())
+        if not task.cancelled():
+            return
+        for run_id in leftover:
+            call = self._pop(run_id)
+            if call is not None and call.reservation is not None:
+                call.reservation.release()
 
     def _unclaim(self, key: tuple[UUID, str]) -> None:
         with _CLAIMS_LOCK:
