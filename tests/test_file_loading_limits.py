@@ -139,3 +139,28 @@ def test_deep_json_in_price_key_and_dataset_files_is_a_typed_error(tmp_path, cap
     (tmp_path / "deep.npz").write_bytes(state.getvalue())
     with pytest.raises(CorruptStateError, match="nested"):
         read_state(tmp_path / "deep.npz")
+
+
+def test_a_saved_dense_index_may_only_name_allowed_embedders(tmp_path):
+    pytest.importorskip("faiss", reason="faiss-cpu (the retrieval extra) is not installed")
+    import json
+
+    from rag_routing.embeddings import TfidfFeaturizer
+    from rag_routing.retrieval.dense import DenseRetriever
+    from rag_routing.retrieval.documents import Document
+
+    texts = ["paris is the capital of france", "cats sleep a lot", "vectors live in spaces", "bread needs yeast"]
+    embedder = TfidfFeaturizer(n_components=2).fit(texts)
+    folder = DenseRetriever(embedder).add_documents([Document(str(i), t) for i, t in enumerate(texts)]).save(
+        tmp_path / "index")
+    meta = json.loads((folder / "documents.json").read_text())
+    meta["embedder"] = "../../../etc"
+    (folder / "documents.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelNotAllowedError):
+        DenseRetriever.load(folder)
+    with pytest.warns(UserWarning, match="built with embedder"):  # given by the caller, so not checked
+        assert DenseRetriever.load(folder, embedder=embedder).embedder_name == embedder.name
+    assert DenseRetriever.load(folder, allowed_models=["../../../etc"]).embedder_name == "../../../etc"
+    (folder / "documents.json").write_text(DEEP)
+    with pytest.raises(CorruptStateError, match="nested"):
+        DenseRetriever.load(folder, embedder=embedder)

@@ -19,13 +19,15 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rag_routing.allowed_models import allow_models, check_model_allowed
 from rag_routing.errors import CorruptStateError, InvalidInputError, UnknownPriceError, require
+from rag_routing.json_input import parse_json
 from rag_routing.retrieval.accounting import STAGE_INDEXING, STAGE_RETRIEVAL, record_embedding
 from rag_routing.retrieval.base import Retriever
 from rag_routing.retrieval.documents import Document, ScoredDocument
@@ -209,13 +211,14 @@ class DenseRetriever(Retriever):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], embedder: Any = None, *, cache: Any = None,
-             pricing: Pricing | None = None) -> DenseRetriever:
-        """Rebuild a retriever written by :meth:`save` (the embedder by its saved name unless one is given)."""
+             pricing: Pricing | None = None, allowed_models: Sequence[str] | None = None) -> DenseRetriever:
+        """Rebuild a retriever written by :meth:`save` (the embedder by its saved name unless one is given; a
+        saved name must be the packaged model or in ``allowed_models``, see :mod:`rag_routing.allowed_models`)."""
         folder = Path(path)
         if not (folder / _META_FILE).is_file() or not (folder / _INDEX_FILE).is_file():
             raise InvalidInputError(f"no saved dense retriever at {folder} (expected {_INDEX_FILE} and {_META_FILE})")
         try:
-            meta = json.loads((folder / _META_FILE).read_text(encoding="utf-8"))
+            meta = parse_json((folder / _META_FILE).read_bytes(), str(folder / _META_FILE), error=CorruptStateError)
             index_bytes = (folder / _INDEX_FILE).read_bytes()
             docs = [Document.from_dict(d) for d in meta["documents"]]
             saved_embedder, kind = str(meta["embedder"]), str(meta["index"])
@@ -224,6 +227,9 @@ class DenseRetriever(Retriever):
             raise CorruptStateError(f"{folder} is not a readable saved retriever ({exc}); rebuild it") from exc
         if meta.get("format_version") != FORMAT_VERSION:
             raise CorruptStateError(f"{folder}: unsupported format version {meta.get('format_version')!r}")
+        if embedder is None:
+            with allow_models(allowed_models):
+                check_model_allowed(saved_embedder, f"{folder}/{_META_FILE}")
         if hashlib.sha256(index_bytes).hexdigest() != expected_sha:
             raise CorruptStateError(f"{folder}/{_INDEX_FILE} does not match {_META_FILE}; rebuild the index")
         faiss = require("faiss", "retrieval")
