@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from typing import Any
 
 from rag_routing.errors import InvalidInputError
@@ -84,6 +85,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="concurrent routed requests wait up to this long to be routed in one batch (default 2)")
     parser.add_argument("--max-batch", type=int, default=8, help="most requests routed in one batch (default 8)")
     parser.add_argument("--no-batching", action="store_true", help="route every request alone")
+    parser.add_argument("--allow-model", action="append", metavar="NAME_OR_PATH",
+                        help="an embedding model the saved router may name besides the packaged default; repeat it "
+                             "for several (see README, Security model)")
     parser.add_argument("--quiet", action="store_true", help="less logging")
     parser.set_defaults(run=run_serve)
 
@@ -172,14 +176,14 @@ def _budgets(spec: str) -> Any:
     raise InvalidInputError(f"--budgets must be memory, sqlite:PATH or redis://URL, got {redact(spec)!r}")
 
 
-def load_or_fit_router(path: str) -> Any:
+def load_or_fit_router(path: str, allowed_models: Sequence[str] | None = None) -> Any:
     """The router saved at ``path`` (``.npz``), or, for routing data (a file or folder ``rag-routing bench``
     reads), the default router ``auto`` fitted on it: a learned router only where cross-validation shows it beats
     the best fixed candidate (:class:`~rag_routing.routers.auto.AutoRouter`)."""
     from rag_routing.routers.base import load_router
 
     if str(path).endswith(".npz"):
-        return load_router(path)
+        return load_router(path, allowed_models=allowed_models)
     from rag_routing.evaluation.loaders import load_dataset
     from rag_routing.routers.auto import AutoRouter
 
@@ -207,7 +211,7 @@ def build_app(args: argparse.Namespace) -> Any:
     """The app described by parsed ``serve`` arguments (nothing is started)."""
     from rag_routing.server.app import create_app
 
-    router = load_or_fit_router(args.router)
+    router = load_or_fit_router(args.router, getattr(args, "allow_model", None))
     specs: dict[str, str] = {}
     for item in args.generator:
         name, sep, spec = item.partition("=")
