@@ -188,11 +188,11 @@ def _parse_feedback(data: Any) -> Any:
 def create_app(router: Any, generators: Mapping[str, Any], api_keys: ApiKeys | Mapping[str, Any] | str | Path, *,
                ledger: Any = None, budget_store: Any = None, prices: Mapping[str, Any] | None = None,
                default_max_tokens: int = 256, max_body_bytes: int = 1 << 20, max_concurrent_generations: int = 8,
-               batch_window: float | None = 0.002, max_batch: int = 8, title: str = "rag-routing") -> FastAPI:
+               batch_window: float | None = None, max_batch: int = 8, title: str = "rag-routing") -> FastAPI:
     """The FastAPI app (see the module docstring); ``app.state.service`` is its :class:`ChatService`.
 
     ``batch_window`` / ``max_batch``: concurrent routed requests are featurised and routed in one batch
-    (see :class:`~rag_routing.server.batching.RouteBatcher`); ``batch_window=None`` routes each alone.
+    (see :class:`~rag_routing.server.batching.RouteBatcher`); ``batch_window=None`` (default) routes each alone.
     """
     keys = api_keys if isinstance(api_keys, ApiKeys) else load_api_keys(api_keys)
     service = ChatService(router, generators, keys, ledger=ledger, budget_store=budget_store, prices=prices,

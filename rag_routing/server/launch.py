@@ -14,7 +14,7 @@
   (:class:`~rag_routing.llms.openai_compatible.OpenAICompatibleLLM`); the key is read from the environment
   variable ``VAR`` at start-up, never from a request. ``--price NAME=IN,OUT`` charges a candidate by its tokens
   ($ per 1M input / output tokens; else the router's expected cost per call is charged).
-* ``--batch-window-ms 2`` / ``--no-batching``: how long concurrent routed requests wait to share one batch.
+* ``--batch-window-ms MS`` (off by default) / ``--max-batch 8``: concurrent routed requests share one batch.
 * ``--ledger`` / ``--budgets``: where entries and per-key budgets live; a ``redis://`` URL shares them between
   server processes (``pip install 'rag-routing[redis]'``).
 * ``--quota N``: at most N routes per key to the router's most expensive candidate per ``--quota-window``.
@@ -81,10 +81,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--price", action="append", default=[], metavar="NAME=IN,OUT",
                         help="charge a candidate by tokens: $ per 1M input and output tokens (repeatable)")
     parser.add_argument("--max-tokens", type=int, default=256, help="output estimate for requests without one")
-    parser.add_argument("--batch-window-ms", type=float, default=2.0,
-                        help="concurrent routed requests wait up to this long to be routed in one batch (default 2)")
+    parser.add_argument("--batch-window-ms", type=float, metavar="MS",
+                        help="route concurrent requests in batches, each waiting up to MS for more (default: each "
+                        "request alone; batching pays for cheap features such as tfidf, see benchmarks/serve.py)")
     parser.add_argument("--max-batch", type=int, default=8, help="most requests routed in one batch (default 8)")
-    parser.add_argument("--no-batching", action="store_true", help="route every request alone")
     parser.add_argument("--allow-model", action="append", metavar="NAME_OR_PATH",
                         help="an embedding model the saved router may name besides the packaged default; repeat it "
                              "for several (see README, Security model)")
@@ -239,7 +239,7 @@ def build_app(args: argparse.Namespace) -> Any:
         from rag_routing.security import ExpensiveRouteQuota, GuardedRouter
 
         router = GuardedRouter(router, [ExpensiveRouteQuota(args.quota, args.quota_window)])
-    window = None if args.no_batching else args.batch_window_ms / 1000.0
+    window = None if args.batch_window_ms is None else args.batch_window_ms / 1000.0
     return create_app(router, generators, args.keys, ledger=_ledger(args.ledger), budget_store=_budgets(args.budgets),
                       default_max_tokens=args.max_tokens, prices=pricing, batch_window=window,
                       max_batch=args.max_batch)
