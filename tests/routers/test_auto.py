@@ -132,3 +132,12 @@ def test_serve_fits_auto_on_routing_data(tmp_path):
     assert isinstance(router, AutoRouter) and router.chosen_ == "fixed"   # 12 logs: too few to trust a router
     saved = router.save(tmp_path / "auto.npz")
     assert load_or_fit_router(str(saved)).explain() == router.explain()
+
+
+def test_module_examples_run():
+    import doctest
+
+    from rag_routing.routers import auto, auto_cv, baselines
+
+    for module in (auto, auto_cv, baselines):
+        assert doctest.testmod(module).failed == 0
