@@ -38,11 +38,12 @@ from rag_routing.errors import InvalidInputError
 from rag_routing.ledger.pricing import ZERO_PRICE, default_table
 from rag_routing.ledger.scope import current_ledger
 from rag_routing.ledger.stage_names import GENERATION
+from rag_routing.ledger.tokens import count_tokens
 from rag_routing.stages.adapters import adapt_llm
 from rag_routing.stages.base import StageChoice, StageRouter
 from rag_routing.stages.prompt import DIRECT, extract_answer
 from rag_routing.stages.state import RAGState
-from rag_routing.stages.streaming import StreamAbandoned, StreamControl, current_stream
+from rag_routing.stages.streaming import StreamControl, current_stream
 
 GENERATION_STAGE = GENERATION
 
@@ -113,65 +114,77 @@ class PricedLLM:
         self.actual_model = str(getattr(llm, "model_name", type(llm).__name__))
         self.model_name = name or f"{self.actual_model} priced as {price_as}"
 
-    def _guard(self, ledger: Any, messages: Any, kwargs: dict[str, Any]) -> Any:
+    def _reserve(self, ledger: Any, messages: Any, kwargs: dict[str, Any]) -> tuple[Any, int]:
+        """Reserve the call's estimate (BudgetExceededError before the model runs); (reservation, input tokens)."""
         out = kwargs.get("max_new_tokens") or getattr(self.llm, "max_new_tokens", None) or 256
-        return ledger.guard(stage=GENERATION_STAGE, model=self.price_as, component=self.model_name,
-                            input_text=_prompt_text(messages), est_output_tokens=int(out), pricing=self.pricing,
-                            metadata={"hypothetical_price": True, "actual_model": self.actual_model,
-                                      "price_as": self.price_as})
+        tokens_in = count_tokens(_prompt_text(messages), self.price_as)
+        estimate = ledger.estimate_call(self.price_as, tokens_in, int(out), pricing=self.pricing)
+        return ledger.reserve(*estimate.amounts().as_tuple(), label=f"{GENERATION_STAGE}/{self.price_as}"), tokens_in
+
+    def _record(self, ledger: Any, reservation: Any, input_tokens: int, output_tokens: int, seconds: float, *,
+                estimated: bool = False, finish_reason: str | None = None) -> Any:
+        metadata = {"hypothetical_price": True, "actual_model": self.actual_model, "price_as": self.price_as}
+        if finish_reason is not None:
+            metadata["finish_reason"] = finish_reason
+        return ledger.record_call(  # the model ran, so its size is known now (energy)
+            stage=GENERATION_STAGE, model=self.price_as, component=self.model_name, input_tokens=input_tokens,
+            output_tokens=output_tokens, seconds=seconds, pricing=self.pricing,
+            params_billion=getattr(self.llm, "params_billion", None), metadata=metadata, estimated=estimated,
+            reservation=reservation)
 
     def generate(self, messages: Any, **kwargs: Any) -> Any:
         """One call: the estimate is reserved first (BudgetExceededError before the model runs)."""
         ledger = current_ledger()
         if ledger is None:
             return self.llm.generate(messages, **kwargs)
-        with self._guard(ledger, messages, kwargs) as call:
+        reservation, _ = self._reserve(ledger, messages, kwargs)
+        try:
             generation = self.llm.generate(messages, **kwargs)
-            call.record(input_tokens=generation.input_tokens, output_tokens=generation.output_tokens,
-                        seconds=generation.seconds, estimated=False)
+        except BaseException:
+            reservation.release()
+            raise
+        self._record(ledger, reservation, generation.input_tokens, generation.output_tokens, generation.seconds)
         return generation
 
     def stream_chunks(self, messages: Any, **kwargs: Any) -> Any:
-        """Stream the wrapped LLM's pieces (it needs ``stream_chunks``); reserved now, recorded at the end."""
+        """Stream the wrapped LLM's pieces (it needs ``stream_chunks``); reserved now, recorded at the end (or
+        with the tokens produced so far when the stream is closed early)."""
         ledger = current_ledger()
-        guard = self._guard(ledger, messages, kwargs) if ledger is not None else None
-        if guard is not None:
-            guard.__enter__()  # BudgetExceededError here, before the model runs
+        if ledger is None:
+            return self.llm.stream_chunks(messages, **kwargs)
+        reservation, tokens_in = self._reserve(ledger, messages, kwargs)
         try:
             chunks = self.llm.stream_chunks(messages, **kwargs)
-        except BaseException as e:
-            if guard is not None:
-                guard.__exit__(type(e), e, None)
+        except BaseException:
+            reservation.release()
             raise
-        return _guarded_chunks(chunks, guard)
+        return self._billed_chunks(chunks, ledger, reservation, tokens_in)
+
+    def _billed_chunks(self, chunks: Any, ledger: Any, reservation: Any, tokens_in: int) -> Any:
+        produced, started = 0, time.perf_counter()
+        try:
+            for chunk in chunks:
+                produced += len(getattr(chunk, "tokens", ()) or ())
+                final = getattr(chunk, "final", None)
+                if final is not None:
+                    self._record(ledger, reservation, final.input_tokens, final.output_tokens, final.seconds)
+                yield chunk
+        finally:
+            close = getattr(chunks, "close", None)
+            if callable(close):
+                close()
+            if reservation.state == "open":  # abandoned or failed: bill what ran, release the rest
+                if produced:
+                    self._record(ledger, reservation, tokens_in, produced, time.perf_counter() - started,
+                                 estimated=True, finish_reason="cancelled")
+                else:
+                    reservation.release()
 
     async def agenerate(self, messages: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(self.generate, messages, **kwargs)
 
     def __repr__(self) -> str:
         return f"PricedLLM({self.actual_model!r} priced as {self.price_as!r})"
-
-
-def _guarded_chunks(chunks: Any, guard: Any) -> Any:
-    produced, finished = 0, False
-    try:
-        for chunk in chunks:
-            produced += len(getattr(chunk, "tokens", ()) or ())
-            final = getattr(chunk, "final", None)
-            if final is not None and guard is not None:
-                guard.record(input_tokens=final.input_tokens, output_tokens=final.output_tokens,
-                             seconds=final.seconds, estimated=False)
-                finished = True
-            yield chunk
-    finally:
-        close = getattr(chunks, "close", None)
-        if callable(close):
-            close()
-        if guard is not None and not finished:  # abandoned or failed: bill what ran, release the rest
-            if produced:
-                guard.record(output_tokens=produced, metadata={"finish_reason": "cancelled"}, estimated=True)
-            else:  # nothing was generated: release the reservation
-                guard.__exit__(StreamAbandoned, None, None)
 
 
 def stream_text(llm: Any, messages: list[dict[str, str]], max_new_tokens: int, control: StreamControl) -> str:

@@ -78,7 +78,7 @@ def test_metered_with_no_handler_attached(path: str, bm25: Any, model: CountingL
     with ledger_scope() as ledger:
         assert ask(path, pipeline(bm25, model), "What is the capital of Tesmark?") == ANSWER
     (entry,) = generation(ledger)
-    assert entry.model == "gpt-4o-mini" and not entry.estimated
+    assert entry.model == "gpt-4o-mini" and not entry.estimated and entry.energy_kwh is not None  # model size known
     assert entry.output_tokens == len(ANSWER) + 1  # one token a character, plus the end of sequence
     assert math.isclose(entry.cost_usd, entry.input_tokens * MINI_IN + entry.output_tokens * MINI_OUT)
     assert entry.decision_id is not None and {e.decision_id for e in ledger.entries} >= {entry.decision_id}
