@@ -202,6 +202,10 @@ def out_of_support_share(router: Router, test: RoutingDataset) -> float | None:
 
 def _notes(ref: Reference) -> list[str]:
     notes = ["quality of a chosen candidate with an unknown outcome (NaN) is left out of that point's mean",
+             f"best_single ({ref.best_single}) is the candidate with the best mean test quality; when several tie, "
+             "the cheapest of them; saving_vs_best_single is a fraction of its mean cost",
+             "fixed: for each λ the single candidate with the best training-mean quality - λ·cost, evaluated on "
+             "the test set (the floor for a router without per-query signal)",
              "AIQ integrates the non-decreasing hull over the single candidates' mean-cost range; below a "
              "router's cheapest operating point the hull counts as 0"]
     lo, hi = ref.cost_range

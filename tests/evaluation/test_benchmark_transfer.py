@@ -64,6 +64,7 @@ def test_saving_is_a_fraction_and_best_single_ties_go_to_the_cheapest():
     assert oracle.saving_vs_best_single == pytest.approx(0.0)        # the cheapest tied candidate is right
     assert 0.0 <= report.result("oracle").max_quality <= 1.0
     assert "several tied: the cheapest of them" in report.table()
+    assert any("when several tie, the cheapest" in note for note in report.notes)   # stated in the JSON too
 
 
 def test_auto_reports_what_it_chose_in_table_and_json(tmp_path):
