@@ -46,6 +46,7 @@ from rag_routing.stages.generator import call_llm
 from rag_routing.stages.complexity import STRATEGIES, ComplexityClassifierRouter, complexity_dataset
 from rag_routing.stages.retrieval_probe import PROBE_FEATURIZER, RetrievalProbe
 from rag_routing.stages.retriever import as_retriever_stage
+from rag_routing.stages.selection import KeepsBestFixed
 from rag_routing.stages.state import RAGState
 
 THOUGHT_PROMPT = ("Read the context and write one short sentence stating a fact from it that helps answer the "
@@ -194,7 +195,7 @@ class MultiStepRetrieval(_Retrieval):
         return self._done(state, found, self._reranked(docs), retrieval_queries=queries)
 
 
-class RetrievalStrategyRouter(StageRouter):
+class RetrievalStrategyRouter(KeepsBestFixed, StageRouter):
     """Chooses none / single-step / multi-step retrieval per query (Adaptive-RAG).
 
     Args:

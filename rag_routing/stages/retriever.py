@@ -25,6 +25,7 @@ from typing import Any
 from rag_routing.errors import InvalidInputError
 from rag_routing.stages.adapters import adapt_retriever
 from rag_routing.stages.base import StageChoice, StageRouter
+from rag_routing.stages.selection import KeepsBestFixed
 from rag_routing.stages.state import RAGState
 
 
@@ -64,7 +65,7 @@ class RetrieveOption:
         return f"RetrieveOption({getattr(self.retriever, 'name', type(self.retriever).__name__)!r}, k={self.k})"
 
 
-class RetrieverRouter(StageRouter):
+class RetrieverRouter(KeepsBestFixed, StageRouter):
     """Chooses the retriever for each query.
 
     Args:
