@@ -4,7 +4,9 @@
 (installed through LangChain's ``register_configure_hook``, see
 :mod:`~rag_routing.integrations.langchain.ambient`). Attach one by hand only to send calls to another ledger
 or to pass ``pricing=`` / ``default_model=`` / ``allow_unpriced=``: a hand-attached handler replaces the
-ambient one for the runs it sees (one entry per run and ledger, never two).
+ambient one for the runs it sees (one entry per run and ledger, never two). A handler attached to the model
+itself deep inside a chain sees the run after the ambient one, which prices it first: give a model the price
+table does not know to the ledger (``CostLedger(prices=PriceTable.default().with_overrides({...}))``) too.
 
 **Before the call** (``on_chat_model_start`` / ``on_llm_start``) the handler estimates the call (input tokens
 counted from the actual messages, output tokens from ``max_tokens`` or
