@@ -161,6 +161,10 @@ def test_concurrent_first_requests_load_the_tokenizer_once(monkeypatch):
     ({"top_p": 0.5}, "top_p"),  # the stand-in generators take no top_p: refused, not dropped
     ({"temperature": 0.5}, "temperature"),  # nor a temperature
     ({"frobnicate": 1}, "frobnicate"),
+    ({"messages": [{"role": "user", "content": "hi", "tool_call_id": "call-1"}]}, "messages"),
+    ({"messages": [{"role": "assistant", "content": "", "tool_calls": [{"id": "c"}]}, {"role": "user",
+                                                                                     "content": "hi"}]}, "messages"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "cache": 1}]}]}, "messages"),
 ])
 def test_unsupported_or_mistyped_fields_are_a_400_naming_the_parameter(extra, param):
     app, generators = make_app()
@@ -176,7 +180,9 @@ def test_fields_at_their_neutral_values_are_accepted():
     app, generators = make_app()
     neutral = {"logprobs": False, "tools": [], "tool_choice": "none", "n": 1, "response_format": {"type": "text"},
                "user": "u-1", "store": False, "max_tokens": 10, "presence_penalty": 0,
-               "frequency_penalty": 0, "top_p": 1, "stream_options": None}
+               "frequency_penalty": 0, "top_p": 1, "stream_options": None,
+               "messages": [{"role": "assistant", "content": "earlier", "tool_calls": [], "refusal": None},
+                            {"role": "user", "content": [{"type": "text", "text": "hello there"}]}]}
     with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=30) as client:
         response = chat(client, "hello there", model="small", **neutral)
     assert response.status_code == 200, response.text

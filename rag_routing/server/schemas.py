@@ -34,7 +34,7 @@ def _unicode(text: str) -> str:
 
 
 class TextPart(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")  # an unknown part field is refused, never dropped
 
     type: Literal["text"]
     text: str
@@ -43,10 +43,15 @@ class TextPart(BaseModel):
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    """One message. Tool calls, participant names and other message fields are refused (400), not dropped;
+    ``tool_calls: []`` and ``refusal: null`` ask for nothing and are accepted."""
+
+    model_config = ConfigDict(extra="forbid")
 
     role: Role
     content: str | list[TextPart] | None = None
+    tool_calls: list[Any] | None = Field(default=None, max_length=0)
+    refusal: None = None
 
     @field_validator("content")
     @classmethod
