@@ -59,7 +59,9 @@ def _python_roots(python: str) -> list[str]:
     roots.add(os.path.dirname(os.path.dirname(binary)))
     if os.path.isabs(python):
         roots.add(os.path.dirname(os.path.dirname(os.path.abspath(python))))
-    return sorted(r for r in roots if r not in ("/", "") and not r.startswith(("/usr/", "/proc", "/dev")))
+    covered = ("/usr/", "/proc/", "/dev/")  # /usr is bound already; /proc and /dev are the sandbox's own
+    return sorted(r for r in roots if r not in ("/", "", *_SYSTEM_DIRS, "/proc", "/dev")
+                  and not r.startswith(covered))
 
 
 def _filesystem_flags(python: str) -> list[str]:
