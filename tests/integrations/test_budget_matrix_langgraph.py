@@ -145,3 +145,14 @@ def test_get_graph_of_a_routed_lcel_chain_draws_its_branches() -> None:
     assert branches == {"small": "CountingChat", "large": "CountingChat"}
     assert all(e.conditional for e in drawn.edges if e.source == router.id)
     assert "small" in drawn.draw_mermaid() and "large" in drawn.draw_mermaid()
+
+
+def test_the_package_imports_langgraph_only_when_a_name_is_used() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, rag_routing.integrations.langgraph as g\n"
+            "assert 'langgraph' not in sys.modules and 'langchain_core' not in sys.modules\n"
+            "g.RouteNode\n"
+            "assert 'langchain_core' in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
