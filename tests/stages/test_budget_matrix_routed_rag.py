@@ -126,3 +126,23 @@ async def test_exact_totals_under_200_asyncio_tasks(path: str, bm25: Any, model:
     expected = sum(e.input_tokens * MINI_IN + e.output_tokens * MINI_OUT for e in entries)
     assert math.isclose(budget.spent().usd, expected, rel_tol=1e-12)
     assert math.isclose(budget.reserved().usd, 0, abs_tol=1e-12)
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_routed_rag_query_engine_is_refused_before_the_call(streaming: bool, bm25: Any,
+                                                              model: CountingLocalLLM) -> None:
+    pytest.importorskip("llama_index.core")
+    from rag_routing.integrations.llamaindex import RoutedRAGQueryEngine
+
+    engine = RoutedRAGQueryEngine(pipeline(bm25, model), streaming=streaming)
+    budget = Budget(max_usd=0.000005)
+    with ledger_scope(CostLedger(budget=budget)):
+        with pytest.raises(BudgetExceededError):
+            response = engine.query("What is the capital of Tesmark?")
+            if streaming:
+                list(response.response_gen)  # the refusal surfaces in the stream
+    assert model.calls == [] and budget.spent().usd == 0 and budget.reserved().usd == 0
+    with ledger_scope(CostLedger(budget=Budget(max_usd=1.0))) as ledger:
+        response = engine.query("What is the capital of Tesmark?")
+        answer = "".join(response.response_gen) if streaming else str(response)
+    assert answer == ANSWER and len(generation(ledger)) == 1 and generation(ledger)[0].model == "gpt-4o-mini"
