@@ -95,3 +95,18 @@ def test_the_server_batches_concurrent_routed_requests():
     assert sum(service.batcher.batch_sizes) == len(queries) and max(service.batcher.batch_sizes) > 1
     unbatched, _ = make_app(batch_window=None)
     assert unbatched.state.service.batcher is None
+
+
+def test_batched_routing_keeps_per_principal_guards():
+    from test_server import POOR_KEY, chat
+
+    from rag_routing.security import ExpensiveRouteQuota, GuardedRouter
+
+    router = create_router("knn", k=5, lam=10.0, featurizer="tfidf").fit(toy_dataset())
+    guarded = GuardedRouter(router, [ExpensiveRouteQuota(max_routes=2, window_seconds=3600)])
+    app, _ = make_app(guarded, batch_window=0.005)
+    with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=30) as client:
+        models = [chat(client, f"solve the integral of x^{i} times sin(x) dx").json()["model"] for i in range(3)]
+        other = chat(client, "solve the integral of x^2 times sin(x) dx", key=POOR_KEY).json()
+    assert models == ["large", "large", "small"] and other["model"] == "large"
+    assert other["x_rag_routing"]["principal"] == "bob"
