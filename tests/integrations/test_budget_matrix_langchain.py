@@ -335,3 +335,22 @@ def test_stage_runnables_take_lambda_and_budget_per_request() -> None:
     with ledger_scope(budget=Budget(max_usd=0.005)):  # what the ambient budget has left
         assert node.invoke(question).answer == "S"
     assert {"lam", "budget"} <= {spec.id for spec in node.config_specs}
+
+
+def test_a_generator_stage_over_a_langchain_chat_model_is_metered_once_and_refused_before_the_call() -> None:
+    from rag_routing.integrations.langchain import ChatModelLLM, StageRunnable
+    from rag_routing.stages import GeneratorRouter, RAGState
+
+    model = CountingChat(model="gpt-4o")
+    generator = GeneratorRouter({"m": ChatModelLLM(model)})
+
+    def state() -> RAGState:
+        return RAGState(query="q", messages=[{"role": "user", "content": "Answer: q"}])
+
+    with ledger_scope(budget=Budget(max_usd=1.0)) as ledger:
+        generator.invoke(state())
+        StageRunnable(generator).invoke(state())
+    assert model.calls == 2 and [e.model for e in ledger.entries if e.stage == "generation"] == ["gpt-4o"] * 2
+    with ledger_scope(budget=Budget(max_usd=0.004)) as ledger, pytest.raises(BudgetExceededError):
+        generator.invoke(state())  # estimate: the prompt + 512 output tokens at $10/M > $0.004
+    assert model.calls == 2 and ledger.budget.reserved().usd == 0
