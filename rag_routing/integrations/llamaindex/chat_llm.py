@@ -118,7 +118,9 @@ class LlamaIndexChatLLM:
                             stream.emit(response.delta)  # StreamAbandoned: closing bills what streamed
                             streamed.append(response.delta)
                 finally:
-                    responses.close()
+                    close = getattr(responses, "close", None)
+                    if callable(close):
+                        close()
         return self._finish(chat, response, streamed, time.perf_counter() - started)
 
     def _options(self) -> Any:
@@ -141,7 +143,9 @@ class LlamaIndexChatLLM:
                             stream.emit(response.delta)
                             streamed.append(response.delta)
                 finally:
-                    await responses.aclose()
+                    aclose = getattr(responses, "aclose", None)
+                    if callable(aclose):
+                        await aclose()
         return self._finish(chat, response, streamed, time.perf_counter() - started)
 
     def _finish(self, chat: list[ChatMessage], response: ChatResponse | None, streamed: list[str],
