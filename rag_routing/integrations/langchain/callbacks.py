@@ -302,8 +302,7 @@ class LedgerCallbackHandler(BaseCallbackHandler):
 
     def _forget(self, run_id: UUID) -> None:
         """Give a run up to another handler: release what was reserved for it."""
-        with self._lock:
-            call = self._calls.pop(run_id, None)
+        call = self._pop(run_id)  # the claim is the other handler's by now: _pop leaves it
         if call is not None and call.reservation is not None:
             call.reservation.release()
 
