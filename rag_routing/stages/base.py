@@ -255,6 +255,21 @@ class StageRouter(Batchable):
         """The text the router sees (the query; subclasses may add context)."""
         return state.query
 
+    def _batch_memo(self, states: list[Any]) -> Any:
+        """The router's featurizer embeds every state's routing query in one call (``batch`` / ``abatch``)."""
+        from rag_routing.feature_prefetch import compute_memo
+        from rag_routing.errors import RagRoutingError
+
+        if self._router is None or not getattr(self._router, "is_fitted", True):
+            return None
+        texts = []
+        for state in states:
+            try:
+                texts.append(self.routing_query(RAGState.coerce(state)))
+            except RagRoutingError:
+                pass  # that state's own invoke reports it
+        return compute_memo(self._router, texts)
+
     # -- running ------------------------------------------------------------------------------------------
     def _run(self, choice: StageChoice, state: RAGState) -> tuple[RAGState, str, dict[str, Any]]:
         """Run the chosen option; returns (new state, the choice to report, step metadata)."""

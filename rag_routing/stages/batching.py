@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from rag_routing.feature_prefetch import using_memo
 from rag_routing.ledger.scope import LedgerThreadPoolExecutor
 
 
@@ -20,10 +21,11 @@ class Batchable:
         """:meth:`invoke` for many states, in order (threads sharing the caller's ledger when
         ``max_concurrency`` > 1)."""
         items = list(states)
-        if not max_concurrency or max_concurrency <= 1 or len(items) <= 1:
-            return [self.invoke(s) for s in items]  # type: ignore[attr-defined]
-        with LedgerThreadPoolExecutor(max_workers=max_concurrency) as pool:
-            return list(pool.map(self.invoke, items))  # type: ignore[attr-defined]
+        with using_memo(self._batch_memo(items)):  # the batch's queries embedded in one call
+            if not max_concurrency or max_concurrency <= 1 or len(items) <= 1:
+                return [self.invoke(s) for s in items]  # type: ignore[attr-defined]
+            with LedgerThreadPoolExecutor(max_workers=max_concurrency) as pool:
+                return list(pool.map(self.invoke, items))  # type: ignore[attr-defined]
 
     async def abatch(self, states: Sequence[Any], *, max_concurrency: int | None = None) -> list[Any]:
         """:meth:`ainvoke` for many states concurrently (at most ``max_concurrency`` at once), in order."""
@@ -35,7 +37,15 @@ class Batchable:
             async with limit:
                 return await self.ainvoke(s)  # type: ignore[attr-defined]
 
-        return list(await asyncio.gather(*(one(s) for s in states)))
+        items = list(states)
+        memo = await asyncio.to_thread(self._batch_memo, items)
+        with using_memo(memo):
+            return list(await asyncio.gather(*(one(s) for s in items)))
+
+    def _batch_memo(self, states: list[Any]) -> Any:
+        """Vectors of the batch's routing queries from one embedding call (see
+        :mod:`rag_routing.feature_prefetch`), or ``None``; stages with a router override it."""
+        return None
 
 
 __all__ = ["Batchable"]

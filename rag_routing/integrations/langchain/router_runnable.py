@@ -251,6 +251,32 @@ class RouterRunnable(Runnable[Any, Any]):
         return config, run_manager
 
     # -- invoke -------------------------------------------------------------------------------------------
+    def _batch_queries(self, inputs: list[Any]) -> list[Any]:
+        out = []
+        for item in inputs:
+            try:
+                out.append(self.query_of(item))
+            except InvalidInputError:
+                pass  # that item's own invoke reports it
+        return out
+
+    def batch(self, inputs: list[Any], config: Any = None, *, return_exceptions: bool = False,
+              **kwargs: Any) -> list[Any]:
+        """:meth:`invoke` per input, the router's featurizer embedding all the queries in one call first."""
+        from rag_routing.feature_prefetch import prefetched_features
+
+        with prefetched_features(self.router, self._batch_queries(list(inputs))):
+            return super().batch(list(inputs), config, return_exceptions=return_exceptions, **kwargs)
+
+    async def abatch(self, inputs: list[Any], config: Any = None, *, return_exceptions: bool = False,
+                     **kwargs: Any) -> list[Any]:
+        """Async :meth:`batch`: one embedding call (in a thread) for all the queries, then :meth:`ainvoke` each."""
+        from rag_routing.feature_prefetch import compute_memo, using_memo
+
+        memo = await asyncio.to_thread(compute_memo, self.router, self._batch_queries(list(inputs)))
+        with using_memo(memo):
+            return await super().abatch(list(inputs), config, return_exceptions=return_exceptions, **kwargs)
+
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Route, then invoke the chosen Runnable (tag ``route:<name>``) and return its output."""
         config, run_manager = self._start(input, config)
