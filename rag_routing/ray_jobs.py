@@ -8,8 +8,8 @@ functions over a Ray cluster; nothing is re-implemented, so results are the same
   texts; rows come back in order. TF-IDF features are bit-identical to ``featurizer.transform``; a neural
   embedder's rows match to float rounding (batches are cut differently).
 * :class:`RayCellExecutor`: plugs into :class:`~rag_routing.evaluation.labeling.RoutingDataBuilder`
-  (``executor=``, or ``rag-routing label --ray``). Each batch's cells are split into chunks that Ray workers
-  label with the builder's own :class:`~rag_routing.evaluation.labeling.CellLabeler` (same prompts, same
+  (``executor=``, or ``rag-routing label --ray``). Each batch's cells are split into chunks that Ray worker
+  actors (started once, kept across batches) label with the builder's own :class:`~rag_routing.evaluation.labeling.CellLabeler` (same prompts, same
   scorer); answers, costs, qualities and every ledger entry come back to the builder, which stores and saves
   them as it does on its own. The workers' LLM calls share one budget: ``budget_factory`` builds each worker's
   :class:`~rag_routing.ledger.budget.Budget` on a shared store (Redis), so a call is refused *before* it runs
@@ -108,28 +108,36 @@ def featurize_on_ray(texts: Sequence[str], featurizer: Any, *, n_workers: int = 
 Payload = tuple[int, int, str, str, Any, "str | None", float]
 
 
-def _label_chunk(labeler: CellLabeler, cells: list[Payload],
-                 budget_factory: Callable[[], Budget] | None) -> tuple[list[dict[str, Any]], list[Any]]:
-    """Label ``cells`` in a Ray worker, in a ledger of its own (on the shared budget); results and entries."""
-    ledger = CostLedger(budget=None if budget_factory is None else budget_factory())
-    results: list[dict[str, Any]] = []
-    with ledger_scope(ledger):
-        for i, j, query, candidate, references, answer, cost in cells:
-            row: dict[str, Any] = {"i": i, "j": j, "answer": answer, "cost": cost, "generated": False,
-                                   "quality": None, "judge_usd": 0.0, "error": None, "refused": None}
-            try:
-                if answer is None:
-                    row["answer"], row["cost"] = labeler.generate(query, candidate)
-                    row["generated"] = True
-                row["quality"], row["judge_usd"] = labeler.score(ledger, query, row["answer"], references)
-            except BudgetExceededError as exc:
-                row["refused"] = str(exc)
+class _LabelWorker:
+    """A Ray actor that labels chunks of cells with the builder's labeler, in ledgers on one shared budget."""
+
+    def __init__(self, labeler: CellLabeler, budget_factory: Callable[[], Budget] | None):
+        self.labeler = labeler
+        self.budget = None if budget_factory is None else budget_factory()
+
+    def ready(self) -> bool:
+        return True
+
+    def label(self, cells: list[Payload]) -> tuple[list[dict[str, Any]], list[Any]]:
+        ledger = CostLedger(budget=self.budget)
+        results: list[dict[str, Any]] = []
+        with ledger_scope(ledger):
+            for i, j, query, candidate, references, answer, cost in cells:
+                row: dict[str, Any] = {"i": i, "j": j, "answer": answer, "cost": cost, "generated": False,
+                                       "quality": None, "judge_usd": 0.0, "error": None, "refused": None}
+                try:
+                    if answer is None:
+                        row["answer"], row["cost"] = self.labeler.generate(query, candidate)
+                        row["generated"] = True
+                    row["quality"], row["judge_usd"] = self.labeler.score(ledger, query, row["answer"], references)
+                except BudgetExceededError as exc:
+                    row["refused"] = str(exc)
+                    results.append(row)
+                    break
+                except Exception as exc:  # reported to the builder, which raises or skips as its on_error says
+                    row["error"] = f"{type(exc).__name__}: {exc}"
                 results.append(row)
-                break
-            except Exception as exc:  # reported to the builder, which raises or skips as its on_error says
-                row["error"] = f"{type(exc).__name__}: {exc}"
-            results.append(row)
-    return results, list(ledger.entries)
+        return results, list(ledger.entries)
 
 
 class SharedRedisBudget:
@@ -168,17 +176,52 @@ class RayCellExecutor:
     Parameters:
         address: the Ray cluster (``None``: the running one, or a new local Ray).
         chunk_size: cells per Ray task (a worker labels them in order).
-        budget_factory: a picklable callable that builds each worker's :class:`Budget` on a shared store (e.g.
-            ``functools.partial(Budget, max_usd=5.0, scope="session", key="labels", store=...)`` wrapped so the
-            store connects inside the worker); ``None``: the workers' calls are metered but not budgeted.
+        budget_factory: a picklable callable that builds each worker's :class:`Budget` on a shared store
+            (:class:`SharedRedisBudget`); ``None``: the workers' calls are metered but not budgeted.
+        workers: Ray actors labelling at once (each keeps the labeler and one connection to the shared budget,
+            across batches, until :meth:`close`).
+        task_cpus: CPUs Ray reserves per worker: 1 for candidates that compute here (a local model); a fraction
+            (e.g. 0.1) for remote APIs, whose calls mostly wait, so more workers fit on the same CPUs.
     """
 
     def __init__(self, address: str | None = None, *, chunk_size: int = 8,
-                 budget_factory: Callable[[], Budget] | None = None):
+                 budget_factory: Callable[[], Budget] | None = None, workers: int = 2, task_cpus: float = 1.0):
         _positive_int("chunk_size", chunk_size)
+        _positive_int("workers", workers)
         if budget_factory is not None and not callable(budget_factory):
             raise InvalidInputError("budget_factory must be a callable that returns a Budget")
+        if isinstance(task_cpus, bool) or not isinstance(task_cpus, (int, float)) or not 0 < task_cpus <= 64:
+            raise InvalidInputError(f"task_cpus must be a number in (0, 64], got {task_cpus!r}")
         self.address, self.chunk_size, self.budget_factory = address, chunk_size, budget_factory
+        self.workers, self.task_cpus = workers, float(task_cpus)
+        self._actors: list[Any] = []
+        self._labeler: CellLabeler | None = None
+
+    def _pool(self, ray: Any, labeler: CellLabeler) -> list[Any]:
+        """The worker actors, started once and kept across batches (a new builder's labeler restarts them)."""
+        if self._actors and self._labeler is not labeler:
+            self.close()
+        if not self._actors:
+            worker = ray.remote(num_cpus=self.task_cpus)(_LabelWorker)
+            shared = ray.put(labeler)
+            self._actors = [worker.remote(shared, self.budget_factory) for _ in range(self.workers)]
+            self._labeler = labeler
+        return self._actors
+
+    def start(self, builder: RoutingDataBuilder) -> RayCellExecutor:
+        """Start the worker actors for ``builder`` now and wait until each is up (otherwise the first batch
+        starts them: worker processes take seconds to import the library)."""
+        ray = connect(self.address)
+        ray.get([actor.ready.remote() for actor in self._pool(ray, builder.labeler)])
+        return self
+
+    def close(self) -> None:
+        """Stop the worker actors (they also stop with the Ray session)."""
+        if self._actors:
+            ray = require("ray", "ray")
+            for actor in self._actors:
+                ray.kill(actor)
+        self._actors, self._labeler = [], None
 
     def label_cells(self, builder: RoutingDataBuilder, ledger: CostLedger,
                     cells: list[tuple[int, int]]) -> list[LabelOutcome]:
@@ -191,11 +234,10 @@ class RayCellExecutor:
         if not cells:
             return []
         ray = connect(self.address)
-        task = ray.remote(_label_chunk)
-        labeler = ray.put(builder.labeler)
+        actors = self._pool(ray, builder.labeler)
         payloads = [builder.cell_payload(i, j) for i, j in cells]
         chunks = [payloads[k:k + self.chunk_size] for k in range(0, len(payloads), self.chunk_size)]
-        answers = ray.get([task.remote(labeler, chunk, self.budget_factory) for chunk in chunks])
+        answers = ray.get([actors[k % len(actors)].label.remote(chunk) for k, chunk in enumerate(chunks)])
         outcomes: list[LabelOutcome] = []
         refused, failure = None, None
         for results, entries in answers:  # chunk order: the same table and ledger order on every run
@@ -222,7 +264,8 @@ class RayCellExecutor:
         return outcomes
 
     def __repr__(self) -> str:
-        return f"RayCellExecutor(address={self.address!r}, chunk_size={self.chunk_size})"
+        return (f"RayCellExecutor(address={self.address!r}, chunk_size={self.chunk_size}, workers={self.workers}, "
+                f"task_cpus={self.task_cpus:g})")
 
 
 __all__ = ["connect", "featurize_on_ray", "RayCellExecutor", "SharedRedisBudget"]
