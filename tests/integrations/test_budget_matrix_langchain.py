@@ -354,3 +354,12 @@ def test_a_generator_stage_over_a_langchain_chat_model_is_metered_once_and_refus
     with ledger_scope(budget=Budget(max_usd=0.004)) as ledger, pytest.raises(BudgetExceededError):
         generator.invoke(state())  # estimate: the prompt + 512 output tokens at $10/M > $0.004
     assert model.calls == 2 and ledger.budget.reserved().usd == 0
+
+
+def test_a_refusal_reaches_the_caller_without_a_duplicate_warning(caplog: pytest.LogCaptureFixture) -> None:
+    model = CountingChat(model="gpt-4o")
+    with ledger_scope(budget=Budget(max_usd=0.0001)), pytest.raises(BudgetExceededError):
+        model.invoke("hi")
+    assert not [r for r in caplog.records if "BudgetExceededError" in r.getMessage()]
+    with ledger_scope(), pytest.raises(RuntimeError, match="provider error"):
+        CountingChat(model="gpt-4o", fail=True).invoke("hi")  # other errors are left to LangChain's logging

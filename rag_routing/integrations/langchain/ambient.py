@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import threading
 from contextvars import ContextVar
 
@@ -50,6 +51,18 @@ _HANDLER = AmbientLedgerHandler()
 _VAR: ContextVar[LedgerCallbackHandler | None] = ContextVar("rag_routing_ambient_ledger_handler", default=_HANDLER)
 _INSTALLED = False
 _LOCK = threading.Lock()
+_RAISED_TO_CALLER = ("BudgetExceededError(", "UnknownPriceError(")
+_OUR_HANDLERS = ("LedgerCallbackHandler", "AmbientLedgerHandler")
+
+
+class _RefusalLogFilter(logging.Filter):
+    """Drop LangChain's "Error in <handler> callback" warning for a refusal our handler raises to the caller
+    anyway (``raise_error = True``): the caller gets the exception, the log gets no duplicate of it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (len(args) == 3 and isinstance(args[0], str) and args[0] in _OUR_HANDLERS
+                    and isinstance(args[2], str) and args[2].startswith(_RAISED_TO_CALLER))
 
 
 def install() -> None:
@@ -61,6 +74,7 @@ def install() -> None:
         # handle_class=None: LangChain adds this very instance unless it is already there; a hand-attached
         # LedgerCallbackHandler for another ledger must not hide it.
         register_configure_hook(_VAR, inheritable=True)
+        logging.getLogger("langchain_core.callbacks.manager").addFilter(_RefusalLogFilter())
         _INSTALLED = True
 
 
