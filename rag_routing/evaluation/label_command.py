@@ -3,7 +3,7 @@
 ``rag-routing label QUERIES.jsonl --candidate NAME=SPEC [--candidate ...] --out DATA.jsonl [--scorer f1]
 [--judge SPEC] [--sampler all|decision_value|uncertainty|random] [--max-labels N] [--batch-size 8]
 [--max-usd X] [--max-tokens 64] [--system TEXT] [--seed 0] [--featurizer minilm|tfidf]
-[--ray [ADDRESS]] [--ray-chunk 4] [--budget-redis URL --budget-key KEY]``
+[--ray [ADDRESS]] [--ray-chunk 4] [--ray-workers 2] [--ray-task-cpus 1] [--budget-redis URL --budget-key KEY]``
 
 * ``QUERIES.jsonl``: one query a line, ``{"query": "...", "answers": ["...", ...], "meta": {...}}``
   (``answer`` or ``references`` work too); a generic routing JSONL (references in ``meta.references``) too.
@@ -64,6 +64,9 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
                         help="label each batch's cells on Ray workers: a local Ray, or the cluster at ADDRESS "
                         "('auto', 'ray://host:10001'); needs the ray extra")
     parser.add_argument("--ray-chunk", type=int, default=4, help="cells per Ray task (default 4)")
+    parser.add_argument("--ray-workers", type=int, default=2, help="Ray worker actors labelling at once (default 2)")
+    parser.add_argument("--ray-task-cpus", type=float, default=1.0, help="CPUs per Ray worker: 1 for local models, "
+                        "a fraction (e.g. 0.1) for remote APIs, whose calls mostly wait (default 1)")
     parser.add_argument("--budget-redis", metavar="URL", help="keep the --max-usd budget in this Redis, shared by "
                         "every worker and process that uses the same --budget-key (required with --ray)")
     parser.add_argument("--budget-key", default="rag-routing-label", help="the shared budget's key in Redis")
@@ -147,8 +150,9 @@ def _budget_and_executor(args: argparse.Namespace) -> tuple[Any, Any]:
     """The driver ledger's budget and the cell executor: on Ray the budget lives in Redis, in the workers."""
     from rag_routing.ledger import Budget
 
-    if args.ray_chunk < 1:
-        raise InvalidInputError(f"--ray-chunk must be >= 1, got {args.ray_chunk}")
+    if args.ray_chunk < 1 or args.ray_workers < 1 or not 0 < args.ray_task_cpus <= 64:
+        raise InvalidInputError(f"--ray-chunk and --ray-workers must be >= 1 and --ray-task-cpus in (0, 64]; got "
+                                f"{args.ray_chunk}, {args.ray_workers}, {args.ray_task_cpus}")
     shared = None
     if args.budget_redis is not None:
         if args.max_usd is None:
@@ -164,7 +168,7 @@ def _budget_and_executor(args: argparse.Namespace) -> tuple[Any, Any]:
     from rag_routing.ray_jobs import RayCellExecutor
 
     return None, RayCellExecutor(None if args.ray == "local" else args.ray, chunk_size=args.ray_chunk,
-                                 budget_factory=shared)
+                                 budget_factory=shared, workers=args.ray_workers, task_cpus=args.ray_task_cpus)
 
 
 def run_label(args: argparse.Namespace) -> int:

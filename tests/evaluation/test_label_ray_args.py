@@ -20,6 +20,7 @@ def queries(tmp_path):
     (["--ray", "--max-usd", "1"], "--budget-redis"),                    # a per-process budget the workers can't see
     (["--budget-redis", "redis://127.0.0.1:1/0"], "--max-usd"),         # a shared budget needs its limit
     (["--ray", "--ray-chunk", "0"], "--ray-chunk"),
+    (["--ray", "--ray-task-cpus", "0"], "--ray-task-cpus"),
     (["--max-usd", "1", "--budget-redis", "http://x"], "redis://"),
 ])
 def test_label_ray_arguments_are_checked_before_any_call(queries, tmp_path, capsys, extra, message):
