@@ -2,7 +2,7 @@
 
 :class:`NeighbourIndex` wraps FAISS: an exact ``IndexFlatIP`` over L2-normalised rows (inner product = cosine
 similarity), or an ``IndexIVFFlat`` once the memory holds ``ivf_threshold`` rows or more (approximate; ``nprobe``
-lists are visited). Queries are searched as one batch, so FAISS runs one BLAS matrix product and a C++ top-k
+lists are visited; ``sqrt(n)`` lists trained on a sample, so building stays linear in ``n``). Queries are searched as one batch, so FAISS runs one BLAS matrix product and a C++ top-k
 selection instead of a Python loop. FAISS is imported on first use, never when rag_routing is imported.
 
 :class:`MemoryRouter` is the base of routers that keep the training queries' vectors and outcome matrix: it
@@ -30,6 +30,10 @@ from rag_routing.routers.base import Router, RouterInput
 from rag_routing.validation import check_choice, check_float, check_int
 
 
+#: k-means training rows per IVF list (FAISS's own default samples up to 256).
+TRAIN_PER_LIST = 64
+
+
 class NeighbourIndex:
     """Top-k inner-product search over L2-normalised float32 rows (see module docstring)."""
 
@@ -41,10 +45,16 @@ class NeighbourIndex:
         if self.exact:
             self._index = faiss.IndexFlatIP(self.dim)
         else:
-            nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))  # FAISS wants >= 39 training points per list
+            # sqrt(n) lists, k-means (10 rounds) on a seeded sample of TRAIN_PER_LIST rows per list: training
+            # costs O(TRAIN_PER_LIST * nlist^2 * d) = O(n * d), linear in the memory (4 sqrt(n) lists trained on
+            # every row cost O(n^1.5 * d): 63 s at 100,000 rows).
+            nlist = max(1, min(int(math.sqrt(n)), n // 39))  # FAISS wants >= 39 training points per list
             self._index = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.dim), self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
             self._index.cp.seed = seed
-            self._index.train(vectors)
+            self._index.cp.niter = 10
+            self._index.cp.max_points_per_centroid = TRAIN_PER_LIST
+            sample = np.random.default_rng(seed).choice(n, min(n, TRAIN_PER_LIST * nlist), replace=False)
+            self._index.train(vectors[np.sort(sample)])
             self._index.nprobe = min(nprobe, nlist)
         self._index.add(vectors)
 

@@ -20,22 +20,9 @@ import numpy as np
 
 from rag_routing.evaluation.dataset import RoutingDataset
 from rag_routing.routers.base import RouterInput
-from rag_routing.routers.neighbours import MemoryRouter, neighbour_sums
+from rag_routing.routers.battles import BLOCK_ELEMENTS, battle_totals, battles, neighbour_battles
+from rag_routing.routers.neighbours import MemoryRouter
 from rag_routing.validation import check_choice, check_float, check_int
-
-
-def battles(Y: np.ndarray, ties: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(score, mask)``, both ``(..., m, m)``: ``score[i, j]`` is 1 if candidate i beat j, 0.5 for a tie, 0 if it
-    lost; ``mask`` marks pairs i != j with both outcomes known (and, with ``ties="ignore"``, different)."""
-    known = ~np.isnan(Y)
-    diff = Y[..., :, None] - Y[..., None, :]
-    mask = known[..., :, None] & known[..., None, :]
-    mask &= ~np.eye(Y.shape[-1], dtype=bool)
-    tie = diff == 0
-    if ties == "ignore":
-        mask &= ~tie
-    score = np.where(diff > 0, 1.0, np.where(tie, 0.5, 0.0))
-    return np.where(mask, score, 0.0), mask
 
 
 def win_probability_against_field(P: np.ndarray) -> np.ndarray:
@@ -116,11 +103,11 @@ class SWRankingRouter(MemoryRouter):
         self.n_iter = check_int("n_iter", n_iter)
 
     def _prepare(self) -> None:
-        score, _ = battles(self.train_quality_.astype(np.float64), self.ties)
-        m = score.shape[-1]
-        self._wins = score.reshape(len(score), m * m)
-        # Global strengths: one Bradley-Terry fit over every battle, a weak ridge fixing the scale's origin.
-        self.global_strength_ = bradley_terry(score.sum(0)[None], np.zeros(m), alpha=1.0, n_iter=50)[0]
+        # Global strengths: one Bradley-Terry fit over every battle, a weak ridge fixing the scale's origin. The
+        # battles themselves are never stored (n x m x m): each query's neighbourhood recomputes its own.
+        m = self.train_quality_.shape[1]
+        totals = battle_totals(self.train_quality_, self.ties)
+        self.global_strength_ = bradley_terry(totals[None], np.zeros(m), alpha=1.0, n_iter=50)[0]
 
     def strengths(self, X: RouterInput) -> np.ndarray:
         """``(n, m)`` per-query Bradley-Terry strengths (natural-log odds scale)."""
@@ -130,8 +117,7 @@ class SWRankingRouter(MemoryRouter):
     def _strengths(self, features: np.ndarray) -> np.ndarray:
         sims, idx = self.index_.search(features, self.k)
         weights = np.exp(self.gamma * (sims - sims[:, :1]))
-        m = len(self.candidates_)
-        W = neighbour_sums(weights, idx, self._wins).reshape(len(features), m, m)
+        W, _ = neighbour_battles(self.train_quality_, idx, weights, self.ties)
         return bradley_terry(W, self.global_strength_, self.alpha, self.n_iter)
 
     def _predict_quality(self, features: np.ndarray | None, X: RouterInput) -> np.ndarray:
@@ -194,23 +180,19 @@ class EloRouter(MemoryRouter):
         """``E[..., i, j]``: expected score of i against j."""
         return 1.0 / (1.0 + 10.0 ** ((R[..., None, :] - R[..., :, None]) / self.SCALE))
 
-    def _prepare(self) -> None:
-        # Per training query: scores of its battles (0 where no battle) and which battles took place.
-        score, mask = battles(self.train_quality_.astype(np.float64), self.ties)
-        m = len(self.candidates_)
-        self._table = np.hstack([score.reshape(-1, m * m), mask.reshape(-1, m * m)])
-
-    def _step(self, R: np.ndarray, played: np.ndarray) -> np.ndarray:
-        """One rating period: ``played`` (n, 2·m·m) holds the summed scores and counts of the period's battles,
-        all scored against the ratings ``R`` (n, m) at the start of the period."""
-        n, m = R.shape
-        scores, counts = played[:, : m * m].reshape(n, m, m), played[:, m * m :].reshape(n, m, m)
+    def _step(self, R: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """One rating period: ``scores``/``counts`` (n, m, m) are the summed scores and counts of the period's
+        battles, all scored against the ratings ``R`` (n, m) at the start of the period."""
         return R + self.k_factor * (scores - counts * self._expected(R)).sum(-1)
 
     def _global_pass(self, R: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        Y = self.train_quality_.astype(np.float64)
         R = R[None].copy()
-        for t in rows:  # sequential Elo, one training query at a time
-            R = self._step(R, self._table[t][None])
+        block = max(1, BLOCK_ELEMENTS // Y.shape[1] ** 2)
+        for start in range(0, len(rows), block):  # battles of a block of rows at a time: bounded memory
+            scores, masks = battles(Y[rows[start : start + block]], self.ties)
+            for score, mask in zip(scores, masks):  # sequential Elo, one training query at a time
+                R = self._step(R, score[None], mask[None])
         return R[0]
 
     def _fit(self, features: np.ndarray | None, dataset: RoutingDataset) -> None:
@@ -232,7 +214,8 @@ class EloRouter(MemoryRouter):
         local = np.tile(self.global_elo_, (len(features), 1))
         for start in reversed(range(0, idx.shape[1], self.period)):  # farthest first: the nearest have the last word
             block = idx[:, start : start + self.period]
-            local = self._step(local, neighbour_sums(np.ones(block.shape), block, self._table))
+            scores, counts = neighbour_battles(self.train_quality_, block, np.ones(block.shape), self.ties)
+            local = self._step(local, scores, counts)
         return self.p_global * self.global_elo_ + (1 - self.p_global) * local
 
     def _predict_quality(self, features: np.ndarray | None, X: RouterInput) -> np.ndarray:

@@ -25,6 +25,15 @@ from rag_routing.routers.neighbours import (
 from rag_routing.validation import check_choice, check_float, check_int
 
 
+def _distinct_rows(F: np.ndarray, enough: int) -> int:
+    """Number of distinct rows of ``F``, or any number >= ``enough`` once that many are found (a leading block
+    usually has them, so the full O(n log n) row sort runs only on degenerate data)."""
+    head = len(np.unique(F[: 50 * enough], axis=0))
+    if head >= enough or len(F) <= 50 * enough:
+        return head
+    return len(np.unique(F, axis=0))
+
+
 class KNNRouter(MemoryRouter):
     """k-nearest-neighbour quality estimates (Stripelis et al. 2024, TensorOpera Router; Jang et al. 2023).
 
@@ -191,7 +200,7 @@ class ClusterRouter(Router):
         from sklearn.cluster import KMeans
 
         F = np.asarray(features, dtype=np.float32)
-        k = min(self.n_clusters, len(np.unique(F, axis=0)))
+        k = min(self.n_clusters, _distinct_rows(F, self.n_clusters))
         km = KMeans(n_clusters=k, random_state=self.seed, n_init=self.n_init).fit(F)
         self.centroids_ = km.cluster_centers_.astype(np.float32)
         labels = self._nearest(F)

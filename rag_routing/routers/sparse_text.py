@@ -23,15 +23,11 @@ from rag_routing.routers.matrix_factorization import (
     scaled_targets,
     sigmoid,
 )
+from rag_routing.routers.multi_logistic import fit_logistic_columns
 from rag_routing.validation import check_number
 
 #: Analyzers: character n-grams (``char_ngrams``), word n-grams (``word_ngrams``) or both, concatenated.
 ANALYZERS = ("char", "word", "char+word")
-
-
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return float(np.log(p / (1 - p)))
 
 
 class TfidfLogisticRouter(Router):
@@ -47,7 +43,9 @@ class TfidfLogisticRouter(Router):
     * One L2-regularised logistic regression (inverse strength ``C``) per candidate, fitted on the queries
       whose outcome for it is known (NaN rows are left out, never read as 0). Outcomes are first mapped to
       [0, 1]; a fractional outcome ``y`` counts as a right answer with weight ``y`` and a wrong one with
-      weight ``1 - y``. A candidate whose known outcomes are all the same gets that constant.
+      weight ``1 - y``. A candidate whose known outcomes are all the same gets that constant. All candidates
+      are fitted in one multi-output L-BFGS problem (:mod:`rag_routing.routers.multi_logistic`), the same
+      objective and stopping rule as scikit-learn's ``LogisticRegression``.
     * Predictions are mapped back to the outcomes' scale.
 
     Example:
@@ -143,29 +141,11 @@ class TfidfLogisticRouter(Router):
 
     # ------------------------------------------------------------------ fitting
     def _fit(self, features: np.ndarray | None, dataset: RoutingDataset) -> None:
-        from sklearn.linear_model import LogisticRegression
-
         self._check_params()
         Y, self.quality_low_, self.quality_high_ = scaled_targets(dataset.quality)
         X = self._fit_vectorizers(list(dataset.queries))
-        self.coef_ = np.zeros((Y.shape[1], X.shape[1]))
-        self.intercept_ = np.zeros(Y.shape[1])
-        for j in range(Y.shape[1]):
-            rows = np.flatnonzero(~np.isnan(Y[:, j]))
-            y = Y[rows, j]
-            if rows.size == 0:  # nothing known: the middle of the scale, as uninformative as it gets
-                continue
-            if np.all(y == y[0]):
-                self.intercept_[j] = _logit(float(y[0]))
-                continue
-            # A fractional outcome is a weighted right answer plus a weighted wrong one.
-            frac = (y > 0) & (y < 1)
-            X_fit = X[np.concatenate([rows, rows[frac]])]
-            labels = np.concatenate([np.where(frac, 1, y >= 0.5).astype(int), np.zeros(int(frac.sum()), dtype=int)])
-            weights = np.concatenate([np.where(frac, y, 1.0), 1.0 - y[frac]])
-            clf = LogisticRegression(C=self.C, max_iter=self.max_iter)
-            clf.fit(X_fit, labels, sample_weight=weights)
-            self.coef_[j], self.intercept_[j] = clf.coef_[0], clf.intercept_[0]
+        # One multi-output fit (all candidates share X): the same optimum as one scikit-learn fit per candidate.
+        self.coef_, self.intercept_ = fit_logistic_columns(X, Y, self.C, self.max_iter)
 
     # ------------------------------------------------------------------ prediction
     def _predict_quality(self, features: np.ndarray | None, X: RouterInput) -> np.ndarray:
