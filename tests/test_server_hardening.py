@@ -187,3 +187,27 @@ def test_fields_at_their_neutral_values_are_accepted():
         response = chat(client, "hello there", model="small", **neutral)
     assert response.status_code == 200, response.text
     assert generators["small"].calls == 1
+
+
+def test_logprobs_are_returned_by_generators_that_compute_them(tmp_path):
+    pytest.importorskip("torch")
+    from rag_routing.llms import LocalLLM
+    from rag_routing.llms.scripted import scripted_model
+    from rag_routing.routers.registry import create_router
+    from rag_routing.server import create_app
+    from test_server import toy_dataset
+
+    llm = LocalLLM(scripted_model("Paris.", folder=str(tmp_path / "m")), max_new_tokens=16)
+    router = create_router("knn", k=5, lam=10.0, featurizer="tfidf").fit(toy_dataset())
+    app = create_app(router, {"small": llm, "large": llm}, {KEY: "alice"})
+    with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=30) as client:
+        plain = chat(client, "hello", model="small").json()
+        with_top = chat(client, "hello", model="small", logprobs=True, top_logprobs=2).json()
+        without_top = chat(client, "hello", model="small", logprobs=True).json()
+        streamed = chat(client, "hello", model="small", logprobs=True, stream=True)
+    assert plain["choices"][0]["logprobs"] is None
+    content = with_top["choices"][0]["logprobs"]["content"]
+    assert "".join(t["token"] for t in content).startswith("Paris.") and all(t["logprob"] <= 0 for t in content)
+    assert all(len(t["top_logprobs"]) == 2 for t in content)
+    assert all(t["top_logprobs"] == [] for t in without_top["choices"][0]["logprobs"]["content"])
+    assert streamed.status_code == 400 and streamed.json()["error"]["param"] == "logprobs"

@@ -279,6 +279,9 @@ def create_app(router: Any, generators: Mapping[str, Any], api_keys: ApiKeys | M
     async def _chat(request: Request, key: ApiKey) -> Any:
         req = _parse(await _read_json(request, max_body_bytes))
         options, explicit = req.generation_options(default_max_tokens)
+        if req.stream and req.logprobs:
+            raise APIError(400, "logprobs are returned for requests without stream only", "invalid_request_error",
+                           "unsupported_parameter", param="logprobs")
         plan = await run(service.plan, req.model, req.routing_query(), req.generation_messages(), key,
                          max_tokens=options["max_tokens"], options=options, explicit=explicit)
         if req.stream:
@@ -297,7 +300,8 @@ def create_app(router: Any, generators: Mapping[str, Any], api_keys: ApiKeys | M
         completion, entry = await run(generate_and_settle, limiter=generation_slots)
         usage = usage_body(entry.input_tokens if entry else plan.input_tokens, entry.output_tokens if entry else 0)
         return completion_body(f"chatcmpl-{plan.decision.decision_id}", plan.candidate, completion.text,
-                               completion.finish_reason, usage, service.routing_info(plan, entry))
+                               completion.finish_reason, usage, service.routing_info(plan, entry),
+                               completion.logprobs if req.logprobs else None)
 
     async def _stream(plan: Plan, options: dict[str, Any], include_usage: bool) -> StreamingResponse:
         adapter = service.generators[plan.candidate]

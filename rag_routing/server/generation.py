@@ -2,7 +2,7 @@
 stand-in, a client wrapper) or a plain callable ``fn(messages) -> str``.
 
 Only the keyword arguments a generator accepts are passed (``max_new_tokens``/``max_tokens``,
-``temperature``, ``stop``, ``seed``; ``logprobs=False`` when it has that switch). Results may be a string, or
+``temperature``, ``stop``, ``seed``...; ``logprobs`` only to a generator that names it, ``False`` unless asked). Results may be a string, or
 an object with ``text`` (or ``content``) and optionally ``input_tokens``/``output_tokens``/``finish_reason``
 (a :class:`~rag_routing.llms.generation.Generation`). Streaming uses ``stream_chunks`` (chunks with ``text``
 and a ``final`` generation), else ``stream`` (text pieces), else one piece from ``generate``.
@@ -27,7 +27,9 @@ from rag_routing.errors import InvalidInputError
 
 _ALIASES = {"max_tokens": ("max_new_tokens", "max_tokens", "max_output_tokens"), "temperature": ("temperature",),
             "stop": ("stop",), "seed": ("seed",), "top_p": ("top_p",), "presence_penalty": ("presence_penalty",),
-            "frequency_penalty": ("frequency_penalty",)}
+            "frequency_penalty": ("frequency_penalty",), "logprobs": ("logprobs",), "top_logprobs": ("top_logprobs",)}
+#: Options a generator must name to get (a ``**kwargs`` catch-all does not return log-probabilities).
+_NAMED_ONLY = ("logprobs", "top_logprobs")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Completion:
     input_tokens: int | None = None
     output_tokens: int | None = None
     finish_reason: str = "stop"
+    logprobs: dict[str, Any] | None = None  # OpenAI's ``choices[0].logprobs`` when the generator gave them
 
 
 def _accepted(fn: Any) -> tuple[set[str], bool]:
@@ -58,9 +61,11 @@ def _as_completion(result: Any) -> Completion:
         raise InvalidInputError(f"a generator returned {type(result).__name__}; expected a str or an object "
                                 "with a text attribute")
     finish = getattr(result, "finish_reason", "stop")
+    to_logprobs = getattr(result, "to_openai_logprobs", None)
+    logprobs = to_logprobs() if callable(to_logprobs) and getattr(result, "token_logprobs", None) else None
     return Completion(text, _count(getattr(result, "input_tokens", None)),
                       _count(getattr(result, "output_tokens", None)),
-                      "length" if finish == "length" else "stop")
+                      "length" if finish == "length" else "stop", logprobs)
 
 
 def _count(value: Any) -> int | None:
@@ -83,10 +88,12 @@ class GeneratorAdapter:
 
     def accepts(self, option: str) -> bool:
         """Whether every generation path of this generator takes ``option`` (an OpenAI name: ``max_tokens``...)."""
-        paths = [self._generate] + [fn for fn in (self._chunks, self._stream) if fn is not None]
+        streaming = self._chunks if self._chunks is not None else self._stream  # the one stream() uses
+        paths = [self._generate] + ([streaming] if streaming is not None else [])
         for fn in paths:
             names, var_kw = (self._params, self._var_kw) if fn is self._generate else _accepted(fn)
-            if not var_kw and not any(alias in names for alias in _ALIASES.get(option, (option,))):
+            if (option in _NAMED_ONLY or not var_kw) and not any(alias in names
+                                                                 for alias in _ALIASES.get(option, (option,))):
                 return False
         return True
 
@@ -115,10 +122,10 @@ class GeneratorAdapter:
                     out[alias] = value
                     break
             else:
-                if var_kw:  # a generator taking **kwargs gets the OpenAI name
+                if var_kw and key not in _NAMED_ONLY:  # a generator taking **kwargs gets the OpenAI name
                     out[key] = value
-        if "logprobs" in names:
-            out["logprobs"] = False  # not returned by this endpoint: do not compute them
+        if "logprobs" in names and not options.get("logprobs"):
+            out["logprobs"] = False  # not asked for: do not compute them
         return out
 
     def complete(self, messages: list[dict[str, str]], **options: Any) -> Completion:

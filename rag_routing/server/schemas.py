@@ -76,13 +76,14 @@ Probability = Annotated[float, Strict(), Field(ge=0.0, le=1.0, allow_inf_nan=Fal
 Penalty = Annotated[float, Strict(), Field(ge=-2.0, le=2.0, allow_inf_nan=False)]
 
 #: Options handed to the generator (when given): the candidate must take them, else the request is a 400.
-GENERATION_OPTIONS = ("max_tokens", "temperature", "stop", "seed", "top_p", "presence_penalty", "frequency_penalty")
+GENERATION_OPTIONS = ("max_tokens", "temperature", "stop", "seed", "top_p", "presence_penalty", "frequency_penalty",
+                      "logprobs", "top_logprobs")
 #: Values of a generation option that change nothing, accepted even by a generator without that option.
 NEUTRAL_OPTIONS: dict[str, tuple[Any, ...]] = {"top_p": (1, 1.0), "presence_penalty": (0, 0.0),
-                                               "frequency_penalty": (0, 0.0)}
+                                               "frequency_penalty": (0, 0.0), "logprobs": (False,)}
 #: OpenAI fields this server does not implement, with the values that ask for nothing (accepted as such).
 UNSUPPORTED_FIELDS: dict[str, tuple[Any, ...]] = {
-    "logprobs": (None, False), "top_logprobs": (None,), "tools": (None, []), "tool_choice": (None, "none"),
+    "tools": (None, []), "tool_choice": (None, "none"),
     "parallel_tool_calls": (None, True, False), "functions": (None, []), "function_call": (None, "none"),
     "response_format": (None, {"type": "text"}), "logit_bias": (None, {}), "store": (None, False),
     "metadata": (None, {}), "modalities": (None, ["text"]), "audio": (None,), "prediction": (None,),
@@ -106,6 +107,8 @@ def check_fields(data: Any) -> None:
     """
     if not isinstance(data, dict):
         return
+    if data.get("top_logprobs") is not None and data.get("logprobs") is not True:
+        raise UnsupportedFieldError("top_logprobs needs logprobs: true", "top_logprobs", "invalid_value")
     for name, value in data.items():
         if name in ChatCompletionRequest.model_fields:
             continue
@@ -145,6 +148,8 @@ class ChatCompletionRequest(BaseModel):
     stop: StrictStr | list[StrictStr] | None = None
     seed: StrictInt | None = Field(default=None, ge=0)
     n: StrictInt = Field(default=1, ge=1, le=1)
+    logprobs: StrictBool | None = None
+    top_logprobs: StrictInt | None = Field(default=None, ge=0, le=20)
     user: StrictStr | None = Field(default=None, max_length=256)
 
     @field_validator("model", "user")
@@ -186,6 +191,11 @@ class ChatCompletionRequest(BaseModel):
             explicit.add("max_tokens")
         options = {n: getattr(self, n) for n in GENERATION_OPTIONS if n != "max_tokens"}
         options["max_tokens"] = self.output_limit(default_max_tokens)
+        if not self.logprobs:  # OpenAI: top_logprobs needs logprobs; without it nothing is computed
+            options["logprobs"], options["top_logprobs"] = None, None
+            explicit -= {"logprobs", "top_logprobs"}
+        elif self.top_logprobs is None:
+            options["top_logprobs"] = 0
         return options, explicit
 
 
@@ -214,19 +224,19 @@ def error_body(message: str, type_: str, code: str | None = None, param: str | N
 
 
 def completion_body(completion_id: str, model: str, text: str, finish_reason: str, usage: dict[str, int],
-                    routing: dict[str, Any]) -> dict[str, Any]:
+                    routing: dict[str, Any], logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": logprobs,
                      "finish_reason": finish_reason}],
         "usage": usage, "x_rag_routing": routing,
     }
 
 
 def chunk_body(completion_id: str, model: str, delta: dict[str, Any], finish_reason: str | None = None,
-               **extra: Any) -> dict[str, Any]:
+               logprobs: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     return {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}], **extra}
+            "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}], **extra}
 
 
 def usage_body(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
