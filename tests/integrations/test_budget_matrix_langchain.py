@@ -363,3 +363,15 @@ def test_a_refusal_reaches_the_caller_without_a_duplicate_warning(caplog: pytest
     assert not [r for r in caplog.records if "BudgetExceededError" in r.getMessage()]
     with ledger_scope(), pytest.raises(RuntimeError, match="provider error"):
         CountingChat(model="gpt-4o", fail=True).invoke("hi")  # other errors are left to LangChain's logging
+
+
+def test_a_router_node_given_a_ledger_meters_and_budgets_into_it() -> None:
+    small, large = CountingChat(model="gpt-4o-mini"), CountingChat(model="gpt-4o")
+    own = CostLedger(budget=Budget(max_usd=0.005))
+    node = RouterRunnable(small_large_router(), {"small": small, "large": large}, ledger=own)
+    node.invoke("integrate x squared please")  # no ledger_scope: the node's ledger, whose budget fits "small"
+    asyncio.run(node.ainvoke("hello there"))
+    assert (small.calls, large.calls) == (2, 0)
+    generation = [e for e in own.entries if e.stage == "generation"]
+    assert len(generation) == 2 and all(e.decision_id for e in generation)
+    assert own.budget.spent().usd == pytest.approx(2 * MINI_CALL)

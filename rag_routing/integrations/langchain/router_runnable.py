@@ -100,9 +100,10 @@ class DecisionLedger(CostLedger):
         return self.parent.add_entry(entry, reservation=reservation)
 
 
-def _ledger_context(decision_id: str) -> contextvars.Context:
-    """A copy of the current context whose ambient ledger stamps ``decision_id`` on new entries."""
-    parent = current_ledger()
+def _ledger_context(decision_id: str, ledger: CostLedger | None = None) -> contextvars.Context:
+    """A copy of the current context whose ambient ledger (``ledger``, else the current one) stamps
+    ``decision_id`` on new entries."""
+    parent = ledger if ledger is not None else current_ledger()
     if parent is None:
         return contextvars.copy_context()
     return run_in_ledger_context(contextvars.copy_context, ledger=DecisionLedger(parent, decision_id))
@@ -121,11 +122,13 @@ class RouterRunnable(Runnable[Any, Any]):
         query: a function ``input -> str`` overriding how the query is read.
         lam, budget: passed to the router (``None``: the router's own).
         name: the run name (default ``"RouterRunnable[<router>]"``).
+        ledger: record the decision and meter (and budget) the chosen Runnable's model calls in this ledger
+            (default: the ambient one, ``ledger_scope``).
     """
 
     def __init__(self, router: Any = None, runnables: Mapping[str, Any] | None = None, *,
                  input_key: str | None = None, query: Callable[[Any], str] | None = None, lam: float | None = None,
-                 budget: float | None = None, name: str | None = None):
+                 budget: float | None = None, name: str | None = None, ledger: CostLedger | None = None):
         if router is None:
             from rag_routing.routers.auto import AutoRouter
 
@@ -140,6 +143,9 @@ class RouterRunnable(Runnable[Any, Any]):
         self.input_key = input_key
         self.query_fn = query
         self.lam, self.budget = lam, budget
+        if ledger is not None and not isinstance(ledger, CostLedger):
+            raise InvalidInputError(f"ledger must be a CostLedger or None, got {type(ledger).__name__}")
+        self.ledger = ledger
         self.name = name or f"RouterRunnable[{getattr(router, 'name', type(router).__name__)}]"
         self.check_candidates()
 
@@ -205,6 +211,11 @@ class RouterRunnable(Runnable[Any, Any]):
         λ and the budget: ``config["configurable"]`` (per request), else the node's, else the router's; B is
         capped at what the ambient ledger's budget has left.
         """
+        if self.ledger is not None:  # the node's own ledger: its budget is what the router may spend
+            return run_in_ledger_context(self._route_with, input, config, ledger=self.ledger)
+        return self._route_with(input, config)
+
+    def _route_with(self, input: Any, config: RunnableConfig | None) -> Any:
         with routing_from_config(config):
             return self._route(input)
 
@@ -287,7 +298,7 @@ class RouterRunnable(Runnable[Any, Any]):
                 output = decision
             else:
                 runnable = self.runnables[decision.candidate]
-                output = _ledger_context(decision.decision_id).run(
+                output = _ledger_context(decision.decision_id, self.ledger).run(
                     runnable.invoke, input, self._child(config, run_manager, decision), **kwargs)
         except BaseException as e:
             run_manager.on_chain_error(e)
@@ -308,7 +319,7 @@ class RouterRunnable(Runnable[Any, Any]):
                 runnable = self.runnables[decision.candidate]
                 child = self._child(config, run_manager, decision)
                 output = await coro_with_context(runnable.ainvoke(input, child, **kwargs),
-                                                 _ledger_context(decision.decision_id))
+                                                 _ledger_context(decision.decision_id, self.ledger))
         except BaseException as e:
             await run_manager.on_chain_error(e)
             raise
@@ -327,7 +338,7 @@ class RouterRunnable(Runnable[Any, Any]):
                 final = decision
                 yield decision
             else:
-                context = _ledger_context(decision.decision_id)
+                context = _ledger_context(decision.decision_id, self.ledger)
                 iterator = context.run(self.runnables[decision.candidate].stream, input,
                                        self._child(config, run_manager, decision), **kwargs)
                 while True:
@@ -354,7 +365,7 @@ class RouterRunnable(Runnable[Any, Any]):
                 final = decision
                 yield decision
             else:
-                context = _ledger_context(decision.decision_id)
+                context = _ledger_context(decision.decision_id, self.ledger)
                 iterator = self.runnables[decision.candidate].astream(
                     input, self._child(config, run_manager, decision), **kwargs)
                 while True:
