@@ -55,6 +55,7 @@ _EXPORTS: dict[str, str] = {
     "NewKeyPool": "rag_routing.security",
     # featurizers
     "SentenceTransformerEmbedder": "rag_routing.embeddings",
+    "OnnxMiniLMEmbedder": "rag_routing.onnx_embedding",
     "TfidfFeaturizer": "rag_routing.embeddings",
     "EmbeddingCache": "rag_routing.embeddings",
     # datasets and evaluation
