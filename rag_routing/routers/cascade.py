@@ -19,6 +19,11 @@ the call, the cascade stops, and the result says why and returns the best answer
 the training set, and :meth:`CascadeRouter.operating_points` replays it on a test set with recorded answers:
 the cost of a query is the sum of the costs of every model called (the local scorer costs $0).
 
+**Under shift** (:mod:`rag_routing.routers.cascade_guard`): ``fit`` keeps the judge's held-out first-call scores;
+live scores (a window of ``invoke`` calls) or a test set's (``operating_points``) are compared with them, label-free,
+and when they drift every query goes to the best fixed candidate (best training-mean quality - λ·cost), the same
+fallback as a pre-generation router out of support. A run stopped early returns the strongest answer it paid for.
+
 Example (offline; a cascade is not λ-sweepable, its curve comes from its threshold):
     >>> import numpy as np
     >>> from rag_routing.evaluation.dataset import RoutingDataset
