@@ -112,3 +112,33 @@ def test_online_cascade_switches_to_the_fixed_candidate_after_judge_drift():
     after = cascade.invoke("one more question")
     assert [a.candidate for a in after.attempts] == ["strong"] and after.answer == "C"
     assert after.reason.startswith("judge drift") and after.attempts[0].score is None
+
+
+@pytest.mark.slow
+def test_routerbench_multi_cascade_judge_drift_across_tasks(shared_data):
+    """Trained on Winogrande, the multi-choice cascade's judge drifts on ARC-Challenge (acceptance 54 % against
+    94 % at calibration): it falls back to the fixed policy there, and keeps cascading on Winogrande's test."""
+    from rag_routing.evaluation.loaders.files import read_csv
+    from rag_routing.evaluation.loaders.routerbench import load_routerbench, prompt_text
+    from rag_routing.evaluation.metrics import aiq
+
+    def load(path):
+        ds = load_routerbench(path)
+        header, rows = read_csv(path)
+        at = [header.index(f"{c}|model_response") for c in ds.candidates]
+        return replace(ds, responses=[[prompt_text(r[j]) if r[j].strip() else None for j in at] for r in rows])
+
+    folder = shared_data / "routerbench"
+    train, same, other = (load(folder / f) for f in ("winograde_train.csv", "winograde_test.csv",
+                                                        "arc_challenge_test.csv"))
+    multi = MultiChoiceCascade(featurizer="tfidf", prior=None).fit(train)
+    in_points = multi.operating_points(same)
+    assert not multi.last_judge_drift_.drifted
+    assert not (in_points.choices == in_points.choices[:, :1]).all()  # per-query choices at some λ
+    out_points = multi.operating_points(other)
+    assert multi.last_judge_drift_.drifted
+    assert (out_points.choices == out_points.choices[:, :1]).all()  # one fixed candidate per λ
+    cost_range = (float(np.nanmin(train.mean_cost())), float(np.nanmax(train.mean_cost())))
+    best = int(np.argmax(np.nan_to_num(train.mean_quality())))
+    assert aiq(out_points.cost, out_points.quality, cost_range) >= 0.9  # the fixed policy on ARC: 0.9107
+    assert out_points.quality[0] == pytest.approx(np.nanmean(other.quality[:, best]))
