@@ -10,10 +10,10 @@ with ``m_j`` candidate ``j``'s training-mean quality, ``s̄_j`` its mean held-ou
 its standard error (positive-part James-Stein, ``w·max(0, 1 - se²/w²)``): the router is refitted on
 ``folds - 1`` folds and predicts the last (cross-fitting), so ``w_j`` measures how much of its spread is signal.
 ``w_j = 0`` is the prior (every query gets the best fixed candidate); ``w_j = 1`` and ``s̄_j = m_j`` leave the
-estimate as it was. The shrinkage is kept only when the held-out routing quality with it (the realised utility
-``quality - λ·cost`` averaged over a λ sweep, see :func:`routing_score`) is at least that without it, so on data like the
-training data it cannot make decisions worse; otherwise the router keeps its raw estimates (and ``notes`` says
-why).
+estimate as it was. The shrinkage is kept only when it is a real gain on held-out routing: the realised utility
+``quality - λ·cost`` per query, averaged over a λ sweep (:func:`query_utilities`), must be higher with it, by a
+90 % bootstrap lower bound above 0 (:func:`real_gain`); otherwise the router keeps its raw estimates (and
+``notes`` says why).
 
 :func:`fit_shrinkage` is called by :func:`rag_routing.routers.support.fit_guards` inside ``Router.fit``; opt out
 with ``router.guards = GuardSettings(shrinkage=False)``.
@@ -104,18 +104,34 @@ def fit_weights(predictions: np.ndarray, outcomes: np.ndarray, center: np.ndarra
     return Shrinkage(center=np.asarray(center, float), mean_prediction=mean_prediction, weight=weight, bounds=bounds)
 
 
+def query_utilities(S: np.ndarray, dataset: RoutingDataset, lams: np.ndarray) -> np.ndarray:
+    """``(n,)`` realised utility ``quality - λ·cost`` of each query's decision from estimates ``S`` (at the mean
+    costs), averaged over ``lams``, each in quality units (divided by ``1 + λ·cost spread``); an unknown outcome
+    counts as its candidate's mean."""
+    from rag_routing.evaluation.sweep import select_many
+
+    C = np.broadcast_to(np.nan_to_num(dataset.mean_cost(), nan=0.0), S.shape)
+    choices = select_many(S, C, lams)                                                   # (k, n)
+    rows = np.arange(len(dataset))[None, :]
+    quality = dataset.quality[rows, choices]
+    quality = np.where(np.isnan(quality), np.nan_to_num(dataset.mean_quality())[choices], quality)
+    cost = np.nan_to_num(dataset.cost[rows, choices])
+    spread = float(C.max() - C.min())
+    return ((quality - lams[:, None] * cost) / (1.0 + lams[:, None] * spread)).mean(axis=0)
+
+
 def routing_score(S: np.ndarray, dataset: RoutingDataset, lams: np.ndarray) -> float:
-    """Held-out routing quality of estimates ``S``: the realised utility ``quality - λ·cost`` of the decisions
-    (at the mean costs), averaged over ``lams``, each in quality units (divided by ``1 + λ·cost spread``).
+    """Held-out routing quality of estimates ``S``: the mean of :func:`query_utilities`.
 
     Not the AIQ hull: a hull over a sweep rewards noisy estimates, whose points scatter above the line between
     the fixed candidates by chance."""
-    from rag_routing.evaluation.sweep import realised, select_many
+    return float(query_utilities(S, dataset, lams).mean())
 
-    C = np.broadcast_to(np.nan_to_num(dataset.mean_cost(), nan=0.0), S.shape)
-    cost, quality = realised(dataset, select_many(S, C, lams))
-    spread = float(C.max() - C.min())
-    return float(np.mean((quality - lams * cost) / (1.0 + lams * spread)))
+
+def real_gain(gain: np.ndarray, confidence: float = 0.9, n_boot: int = 500, seed: int = 0) -> float:
+    """Lower ``confidence`` bound of the mean of per-query ``gain`` (bootstrap over queries)."""
+    draws = np.random.default_rng(seed).integers(0, gain.size, size=(n_boot, gain.size))
+    return float(np.quantile(gain[draws].mean(axis=1), 1.0 - confidence))
 
 
 def _clone(router: Router) -> Router:
@@ -165,19 +181,21 @@ def fit_shrinkage(router: Router, features: np.ndarray, dataset: RoutingDataset,
 
     lams = lambda_grid(held_out, np.broadcast_to(np.nan_to_num(dataset.mean_cost(), nan=0.0), held_out.shape),
                        N_LAMBDAS)
-    raw_score, shrunk_score = routing_score(held_out, dataset, lams), routing_score(shrunk, dataset, lams)
+    raw_u, shrunk_u = query_utilities(held_out, dataset, lams), query_utilities(shrunk, dataset, lams)
+    raw_score, shrunk_score, lower = float(raw_u.mean()), float(shrunk_u.mean()), real_gain(shrunk_u - raw_u)
     known = ~np.isnan(dataset.quality)
     shrinkage.report = {
-        "routing_raw": raw_score, "routing_shrunk": shrunk_score,
+        "routing_raw": raw_score, "routing_shrunk": shrunk_score, "gain_lower": lower,
         "mse_raw": float(np.mean((held_out[known] - dataset.quality[known]) ** 2)),
         "mse_shrunk": float(np.mean((shrunk[known] - dataset.quality[known]) ** 2)),
     }
-    if shrunk_score < raw_score:
-        notes.append(f"no shrinkage: held-out routing score {shrunk_score:.4f} with it < {raw_score:.4f} without")
+    if lower <= 0.0:
+        notes.append(f"no shrinkage: held-out routing score {shrunk_score:.4f} with it vs {raw_score:.4f} without, "
+                     f"not a real gain (90 % lower bound {lower:+.4f})")
         return None
-    notes.append(f"shrinkage kept: held-out routing score {shrunk_score:.4f} (raw {raw_score:.4f}), "
-                 f"weights {np.round(shrinkage.weight, 3).tolist()}")
+    notes.append(f"shrinkage kept: held-out routing score {shrunk_score:.4f} (raw {raw_score:.4f}, 90 % lower bound "
+                 f"of the gain {lower:+.4f}), weights {np.round(shrinkage.weight, 3).tolist()}")
     return shrinkage
 
 
-__all__ = ["Shrinkage", "fit_shrinkage", "fit_weights", "out_of_fold", "routing_score"]
+__all__ = ["Shrinkage", "fit_shrinkage", "fit_weights", "out_of_fold", "routing_score", "query_utilities", "real_gain"]
