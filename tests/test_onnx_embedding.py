@@ -66,7 +66,7 @@ def test_onnx_matches_torch_on_the_same_weights(tiny, tmp_path):
     assert np.allclose((got * want).sum(1), 1.0, atol=1e-5)
     # one text at a time (no padding) gives the same vectors as a padded, length-sorted batch
     assert np.allclose(np.vstack([onnx.transform([t]) for t in TEXTS]), got, atol=1e-5)
-    int8 = OnnxMiniLMEmbedder(str(tiny), model_dir=tmp_path).transform(TEXTS)
+    int8 = OnnxMiniLMEmbedder(str(tiny), quantize="int8", model_dir=tmp_path).transform(TEXTS)
     assert np.allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-4)
 
 
@@ -84,7 +84,9 @@ def test_cache_key_names_the_backend_and_weights(tiny, tmp_path):
 def test_default_featurizer_and_the_torch_choice(monkeypatch):
     assert isinstance(make_featurizer(None), OnnxMiniLMEmbedder)
     assert isinstance(make_featurizer("minilm"), OnnxMiniLMEmbedder)
-    assert make_featurizer("minilm-onnx-fp32").quantize == "fp32"
+    assert make_featurizer(None).quantize == "fp32"  # int8 flips some cost-aware decisions: opt in
+    assert make_featurizer("minilm-onnx-int8").quantize == "int8"
+    assert make_featurizer(None, quantize="int8").quantize == "int8"
     torch_path = make_featurizer("minilm-torch")
     assert isinstance(torch_path, SentenceTransformerEmbedder) and torch_path.name == DEFAULT_EMBEDDING_MODEL
     # the ONNX embedder keeps the model's name: a dataset's precomputed MiniLM vectors stay usable
@@ -121,7 +123,7 @@ def test_packaged_minilm_onnx_matches_sentence_transformers():
     pytest.importorskip("sentence_transformers")
     torch_vectors = SentenceTransformerEmbedder().transform(TEXTS)
     fp32 = OnnxMiniLMEmbedder(quantize="fp32").transform(TEXTS)
-    int8 = OnnxMiniLMEmbedder().transform(TEXTS)
+    int8 = OnnxMiniLMEmbedder(quantize="int8").transform(TEXTS)
     assert (fp32 * torch_vectors).sum(1).min() > 0.9999
     cos = (int8 * torch_vectors).sum(1)
     assert cos.mean() >= 0.99 and cos.min() > 0.97

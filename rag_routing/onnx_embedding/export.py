@@ -1,15 +1,16 @@
 """Build the ONNX copy of a sentence-transformers MiniLM model once, offline, and cache it on disk.
 
 The transformer, mean pooling and L2 normalisation are exported together with ``torch.onnx.export`` from the
-packaged weights, then (by default) quantized to int8 with ONNX Runtime's dynamic quantization. The file name
+packaged weights, then (``quantize="int8"``) quantized with ONNX Runtime's dynamic quantization. The file name
 carries the SHA-256 of the weights file, so new weights build a new file; it is written atomically (temporary
 file, then ``os.replace``) under an inter-process lock, so concurrent builders never see a half-written model.
 
 Quantization ``"int8"``: per-channel int8 weights of every linear layer; the attention's activation x
 activation products (Q·K^T, attention·V) stay float32. Plain per-tensor dynamic quantization of every MatMul
-gives a mean cosine of only ~0.95 to the sentence-transformers vectors; this recipe ~0.995, at twice the fp32
-ONNX speed (keeping the feed-forward output projections in float32 too gave ~0.997 at 1.5x; see
-``benchmarks/embedding_speed.py``).
+gives a mean cosine of only ~0.95 to the sentence-transformers vectors; this recipe ~0.994, at twice the fp32
+ONNX speed, but flips 1.5-3 % of cost-aware routing decisions on the shared sets (keeping the feed-forward output
+projections in float32 too gave ~0.997 at 1.5x and still flipped 1.1 %), so float32 is the default; see
+``benchmarks/embedding_speed.py``.
 
 Example:
     >>> from rag_routing.onnx_embedding.export import weights_file
@@ -103,7 +104,7 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
 
 
 def ensure_onnx_model(model_dir: str | os.PathLike[str], cache_dir: str | os.PathLike[str],
-                      quantize: str = "int8") -> Path:
+                      quantize: str = "fp32") -> Path:
     """Path of the cached ONNX model for ``model_dir``, exporting (and quantizing) it first when missing."""
     check_mean_pooling(model_dir)
     cache = Path(cache_dir)
