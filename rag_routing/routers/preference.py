@@ -20,7 +20,7 @@ import numpy as np
 
 from rag_routing.evaluation.dataset import RoutingDataset
 from rag_routing.routers.base import RouterInput
-from rag_routing.routers.battles import BLOCK_ELEMENTS, battle_totals, battles, neighbour_battles
+from rag_routing.routers.battles import BLOCK_ELEMENTS, battle_table, battle_totals, battles, neighbour_battles
 from rag_routing.routers.neighbours import MemoryRouter
 from rag_routing.validation import check_choice, check_float, check_int
 
@@ -106,6 +106,7 @@ class SWRankingRouter(MemoryRouter):
         # Global strengths: one Bradley-Terry fit over every battle, a weak ridge fixing the scale's origin. The
         # battles themselves are never stored (n x m x m): each query's neighbourhood recomputes its own.
         m = self.train_quality_.shape[1]
+        self._battles = battle_table(self.train_quality_, self.ties)  # None when too large: recomputed per query
         totals = battle_totals(self.train_quality_, self.ties)
         self.global_strength_ = bradley_terry(totals[None], np.zeros(m), alpha=1.0, n_iter=50)[0]
 
@@ -117,7 +118,7 @@ class SWRankingRouter(MemoryRouter):
     def _strengths(self, features: np.ndarray) -> np.ndarray:
         sims, idx = self.index_.search(features, self.k)
         weights = np.exp(self.gamma * (sims - sims[:, :1]))
-        W, _ = neighbour_battles(self.train_quality_, idx, weights, self.ties)
+        W, _ = neighbour_battles(self.train_quality_, idx, weights, self.ties, self._battles)
         return bradley_terry(W, self.global_strength_, self.alpha, self.n_iter)
 
     def _predict_quality(self, features: np.ndarray | None, X: RouterInput) -> np.ndarray:
@@ -180,6 +181,9 @@ class EloRouter(MemoryRouter):
         """``E[..., i, j]``: expected score of i against j."""
         return 1.0 / (1.0 + 10.0 ** ((R[..., None, :] - R[..., :, None]) / self.SCALE))
 
+    def _prepare(self) -> None:
+        self._battles = battle_table(self.train_quality_, self.ties)  # None when too large: recomputed per query
+
     def _step(self, R: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
         """One rating period: ``scores``/``counts`` (n, m, m) are the summed scores and counts of the period's
         battles, all scored against the ratings ``R`` (n, m) at the start of the period."""
@@ -214,7 +218,8 @@ class EloRouter(MemoryRouter):
         local = np.tile(self.global_elo_, (len(features), 1))
         for start in reversed(range(0, idx.shape[1], self.period)):  # farthest first: the nearest have the last word
             block = idx[:, start : start + self.period]
-            scores, counts = neighbour_battles(self.train_quality_, block, np.ones(block.shape), self.ties)
+            scores, counts = neighbour_battles(self.train_quality_, block, np.ones(block.shape), self.ties,
+                                               self._battles)
             local = self._step(local, scores, counts)
         return self.p_global * self.global_elo_ + (1 - self.p_global) * local
 

@@ -78,6 +78,17 @@ def test_elo_matches_the_sequential_reference(ties):
     assert np.allclose(router.ratings(F), want, atol=1e-9)
 
 
+@pytest.mark.parametrize("router_class", [SWRankingRouter, EloRouter])
+def test_table_and_recomputed_battles_give_the_same_predictions(router_class, monkeypatch):
+    ds, queries = data(300, 4)
+    with_table = unguarded(router_class(featurizer=PrecomputedFeaturizer("toy"))).fit(ds)
+    assert with_table._battles is not None
+    monkeypatch.setattr(battles_module, "TABLE_BYTES", 0)
+    without = unguarded(router_class(featurizer=PrecomputedFeaturizer("toy"))).fit(ds)
+    assert without._battles is None
+    assert np.allclose(with_table.predict_quality(queries), without.predict_quality(queries), atol=1e-10)
+
+
 def test_neighbour_battles_blocks_do_not_change_the_sums(monkeypatch):
     ds, _ = data(100, 5)
     rng = np.random.default_rng(1)
@@ -93,8 +104,9 @@ def test_neighbour_battles_blocks_do_not_change_the_sums(monkeypatch):
     assert np.allclose(wins[q], np.einsum("k,kij->ij", weights[q][keep], score[idx[q][keep]]))
 
 
-def test_fit_and_route_never_hold_an_n_by_m_by_m_array(monkeypatch):
+def test_past_the_table_budget_fit_and_route_never_hold_an_n_by_m_by_m_array(monkeypatch):
     n, m = 3000, 30
+    monkeypatch.setattr(battles_module, "TABLE_BYTES", 1_000_000)  # the table would be 43 MB: recompute
     monkeypatch.setattr(battles_module, "BLOCK_ELEMENTS", 100_000)  # memory follows the block, not n
     import rag_routing.routers.preference as preference
 
