@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -33,6 +34,10 @@ Arrays = dict[str, np.ndarray]
 MAX_ARCHIVE_BYTES = 2**30
 #: Largest unpacked / packed size ratio of a compressed member (real arrays compress far less).
 MAX_COMPRESSION_RATIO = 100
+#: numpy parses each ``.npy`` header with ``ast.literal_eval``; CPython 3.11 before 3.11.8 raises ``SystemError:
+#: AST constructor recursion depth mismatch`` when two threads do that at once (gh-106905), so every archive
+#: read of this library holds this lock while it parses headers and arrays.
+NPY_READ_LOCK = threading.Lock()
 _READ_ERRORS = (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError,
                 zlib.error, UnicodeDecodeError, SyntaxError, TypeError, OverflowError)
 
@@ -68,7 +73,7 @@ def check_archive(data: bytes, where: str = "archive", max_bytes: int = MAX_ARCH
         raise CorruptStateError(f"{where}: {len(data):,} bytes is over the limit of {max_bytes:,}; pass a larger "
                                 "max_bytes if you trust this file")
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        with NPY_READ_LOCK, zipfile.ZipFile(io.BytesIO(data)) as archive:
             unpacked = 0
             for info in archive.infolist():
                 unpacked += info.file_size
@@ -99,7 +104,7 @@ def decode_arrays(data: bytes, where: str = "bandit store", max_bytes: int = MAX
     """Inverse of :func:`encode_arrays`; anything malformed or over the limits raises :class:`CorruptStateError`."""
     check_archive(data, where, max_bytes)
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        with NPY_READ_LOCK, np.load(io.BytesIO(data), allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError,
             zlib.error) as exc:  # a damaged zip header can raise any of these
@@ -107,4 +112,4 @@ def decode_arrays(data: bytes, where: str = "bandit store", max_bytes: int = MAX
 
 
 __all__ = ["Arrays", "encode_arrays", "decode_arrays", "check_archive", "MAX_ARCHIVE_BYTES",
-           "MAX_COMPRESSION_RATIO"]
+           "MAX_COMPRESSION_RATIO", "NPY_READ_LOCK"]

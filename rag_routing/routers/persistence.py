@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from rag_routing.array_blobs import MAX_ARCHIVE_BYTES, check_archive
+from rag_routing.array_blobs import MAX_ARCHIVE_BYTES, NPY_READ_LOCK, check_archive
 from rag_routing.errors import CorruptStateError, InvalidInputError
 from rag_routing.json_input import parse_json
 
@@ -78,7 +78,7 @@ def read_state(path: str | os.PathLike[str], max_bytes: int = MAX_ARCHIVE_BYTES
                                     "max_bytes if you trust this file")
         data = source.read_bytes()
         check_archive(data, str(source), max_bytes)
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        with NPY_READ_LOCK, np.load(io.BytesIO(data), allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
         meta = parse_json(arrays.pop(_META_KEY).tobytes().decode("utf-8"), f"{source} (its description)",
                           error=CorruptStateError)
