@@ -127,3 +127,13 @@ def test_packaged_minilm_onnx_matches_sentence_transformers():
     assert (fp32 * torch_vectors).sum(1).min() > 0.9999
     cos = (int8 * torch_vectors).sum(1)
     assert cos.mean() >= 0.99 and cos.min() > 0.97
+
+
+def test_module_examples_run():
+    import doctest
+
+    import rag_routing.feature_prefetch as prefetch
+    import rag_routing.onnx_embedding as package
+
+    for module in (export, package, prefetch):
+        assert doctest.testmod(module).failed == 0

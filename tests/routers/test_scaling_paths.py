@@ -174,3 +174,12 @@ def test_ivf_index_trains_on_a_sample_and_keeps_recall():
     _, exact = NeighbourIndex(X, ivf_threshold=None).search(queries, 10)
     recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)])
     assert recall > 0.9
+
+
+def test_module_examples_run():
+    import doctest
+
+    from rag_routing.routers import multi_logistic
+
+    for module in (battles_module, multi_logistic):
+        assert doctest.testmod(module).failed == 0
