@@ -36,8 +36,8 @@ def _ids(paths: list[Path]) -> list[str]:
 
 
 # -- committed as source ---------------------------------------------------------------------------------------
-def test_there_are_six_cookbooks() -> None:
-    assert [p.name[:3] for p in NOTEBOOKS] == ["01_", "02_", "03_", "04_", "05_", "06_"]
+def test_there_are_seven_cookbooks() -> None:
+    assert [p.name[:3] for p in NOTEBOOKS] == ["01_", "02_", "03_", "04_", "05_", "06_", "07_"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
@@ -69,7 +69,8 @@ def test_notebook_uses_only_the_public_api(path: Path) -> None:
     source = "\n".join("".join(c["source"]) for c in doc["cells"] if c["cell_type"] == "code")
     allowed = ("rag_routing", "rag_routing.stages", "rag_routing.stages.defaults", "rag_routing.ledger",
                "rag_routing.evaluation", "rag_routing.retrieval", "rag_routing.llms",
-               "rag_routing.integrations.langchain", "rag_routing.integrations.llamaindex")
+               "rag_routing.integrations.langchain", "rag_routing.integrations.langgraph",
+               "rag_routing.integrations.llamaindex")
     imported = set(re.findall(r"^\s*(?:from|import)\s+(rag_routing[\w.]*)", source, flags=re.MULTILINE))
     assert imported, f"{path.name} does not use rag_routing"
     assert imported <= set(allowed), f"{path.name} imports internals: {sorted(imported - set(allowed))}"
@@ -117,10 +118,23 @@ def test_kernel_is_this_interpreter(kernel_dir: Path, tmp_path: Path) -> None:
 WORKERS = int(os.environ.get("COOKBOOK_WORKERS", max(1, min(os.cpu_count() or 1, 3))))
 
 
+def _selected_runs(session: pytest.Session, jobs: dict[str, Any]) -> list[str]:
+    """The runs the selected tests need (``-k 07_`` runs one notebook, not all of them)."""
+    wanted = set()
+    for item in session.items:
+        name = getattr(item, "originalname", item.name)
+        if name == "test_cookbook_runs":
+            wanted.add(item.callspec.id)
+        elif name == "test_benchmark_cookbook_runs_without_shared_data":
+            wanted.add("05-without-shared-data")
+    return [run_id for run_id in jobs if run_id in wanted] or list(jobs)
+
+
 @pytest.fixture(scope="module")
-def cookbook_runs(kernel_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    """Every cookbook run (each notebook, and notebook 5 without the shared data), ``WORKERS`` at a time, each
-    in its own process: ``{run id: {"notebook", "returncode", "stderr", "stdout"}}``."""
+def cookbook_runs(request: pytest.FixtureRequest, kernel_dir: Path,
+                  tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Every selected cookbook run (each notebook, and notebook 5 without the shared data), ``WORKERS`` at a
+    time, each in its own process: ``{run id: {"notebook", "returncode", "stderr", "stdout"}}``."""
     import nbformat
 
     out_dir = tmp_path_factory.mktemp("executed")
@@ -138,8 +152,9 @@ def cookbook_runs(kernel_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
         ran = nbformat.read(out, as_version=4) if done.returncode == 0 and out.is_file() else None
         return {"notebook": ran, "returncode": done.returncode, "stderr": done.stderr, "stdout": done.stdout}
 
+    selected = _selected_runs(request.session, jobs)
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        results = dict(zip(jobs, pool.map(run, jobs)))
+        results = dict(zip(selected, pool.map(run, selected)))
     for run_id, result in results.items():
         print(result["stdout"].strip() or f"{run_id}: failed")
     return results
