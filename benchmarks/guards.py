@@ -114,7 +114,7 @@ def main() -> int:
             for mode in ("raw", "guarded"):
                 router = create_router(name, featurizer=args.featurizer)
                 if mode == "raw":
-                    router.guards = GuardSettings.off()
+                    router.guard_settings = GuardSettings.off()
                 started = time.perf_counter()
                 router.fit(train)
                 row[mode] = {

@@ -70,7 +70,7 @@ def run_cell(router_name: str, n: int, m: int, n_route: int, guards: str = "on")
         except ImportError:  # an older rag_routing (PYTHONPATH=old checkout, to time the old path): no guards
             pass
         else:
-            router.guards = GuardSettings.off()
+            router.guard_settings = GuardSettings.off()
     started = time.perf_counter()
     router.fit(train)
     fit_s = time.perf_counter() - started

@@ -71,8 +71,8 @@ class Router(ABC):
     #: False for routers too slow to train for ``rag-routing bench --routers all`` (fine-tuned encoders).
     in_bench_all: ClassVar[bool] = True
     #: Support estimate, fallback to the prior and shrinkage (:mod:`rag_routing.routers.support`); assign
-    #: ``router.guards = GuardSettings(...)`` (or ``GuardSettings.off()``) before ``fit`` to change them.
-    guards: GuardSettings = GuardSettings()
+    #: ``router.guard_settings = GuardSettings(...)`` (or ``GuardSettings.off()``) before ``fit`` to change them.
+    guard_settings: GuardSettings = GuardSettings()
 
     def __init__(
         self,
@@ -190,9 +190,9 @@ class Router(ABC):
         return support_p_values(self, features, self._n_rows(X) if features is None else features.shape[0])
 
     def out_of_support(self, X: RouterInput, alpha: float | None = None) -> np.ndarray:
-        """``(n,)`` True where the support p-value is below ``alpha`` (default ``guards.alpha``)."""
+        """``(n,)`` True where the support p-value is below ``alpha`` (default ``guard_settings.alpha``)."""
         p = self.support(X)
-        return np.nan_to_num(p, nan=1.0) < (self.guards.alpha if alpha is None else float(alpha))
+        return np.nan_to_num(p, nan=1.0) < (self.guard_settings.alpha if alpha is None else float(alpha))
 
     @abstractmethod
     def _predict_quality(self, features: np.ndarray | None, X: RouterInput) -> np.ndarray:

@@ -150,7 +150,7 @@ class CascadeRouter(Router):
     #: Needs response texts (RouterBench); name it explicitly in `rag-routing bench --routers`.
     in_bench_all = False
     #: A cascade estimates nothing per query before the call; its guard is the judge-drift check instead.
-    guards = GuardSettings.off()
+    guard_settings = GuardSettings.off()
 
     def __init__(self, candidates: Sequence[Any] | None = None, *, judge: Judge | None = None,
                  threshold: float | None = None, order: Sequence[str] | None = None, lam: float = 0.0,

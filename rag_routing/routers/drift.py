@@ -106,7 +106,7 @@ class DriftMonitor:
         if isinstance(window, bool) or not isinstance(window, int) or window < 2:
             raise InvalidInputError(f"window must be an integer >= 2, got {window!r}")
         self.router, self.window = router, window
-        self.alpha = float(router.guards.alpha if alpha is None else alpha)
+        self.alpha = float(router.guard_settings.alpha if alpha is None else alpha)
         if not 0 < self.alpha < 1 or not 0 < level < 1:
             raise InvalidInputError("alpha and level must be in (0, 1)")
         self.level, self.min_share, self.min_queries = float(level), float(min_share), int(min_queries)

@@ -16,7 +16,7 @@ estimate as it was. The shrinkage is kept only when it is a real gain on held-ou
 ``notes`` says why).
 
 :func:`fit_shrinkage` is called by :func:`rag_routing.routers.support.fit_guards` inside ``Router.fit``; opt out
-with ``router.guards = GuardSettings(shrinkage=False)``.
+with ``router.guard_settings = GuardSettings(shrinkage=False)``.
 
 Example:
     >>> import numpy as np
@@ -140,7 +140,7 @@ def _clone(router: Router) -> Router:
     clone = type(router)(**router.get_params())
     if router.uses_features:
         clone.featurizer = router.featurizer_  # fitted: the clone reuses the features handed to it
-    clone.guards = GuardSettings.off()
+    clone.guard_settings = GuardSettings.off()
     return clone
 
 

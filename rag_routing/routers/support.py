@@ -52,7 +52,7 @@ CHUNK = 1024
 
 @dataclass(frozen=True)
 class GuardSettings:
-    """How a router guards its decisions; set ``router.guards = GuardSettings(...)`` before ``fit``.
+    """How a router guards its decisions; set ``router.guard_settings = GuardSettings(...)`` before ``fit``.
 
     Attributes:
         support: fit a :class:`SupportEstimator` and fall back to the prior for out-of-support queries.
@@ -233,7 +233,7 @@ def prior_quality(dataset: RoutingDataset) -> np.ndarray:
 
 def fit_guards(router: Router, features: np.ndarray | None, dataset: RoutingDataset) -> None:
     """Called by ``Router.fit`` after ``_fit``: learn the prior, the support estimate and the shrinkage."""
-    settings: GuardSettings = router.guards
+    settings: GuardSettings = router.guard_settings
     state = GuardState(prior=prior_quality(dataset), candidates=list(dataset.candidates))
     if guarded(router) and features is not None:
         if settings.support and len(dataset) >= 3:
@@ -274,7 +274,7 @@ def apply_guards(router: Router, S: np.ndarray, features: np.ndarray | None) -> 
     S = np.array(S, dtype=np.float64)
     if state.shrinkage is not None and known.any():
         S[:, known] = state.shrinkage.apply(S[:, known], cols[known])
-    out = (p < router.guards.alpha) if not state.forced else np.ones(S.shape[0], dtype=bool)
+    out = (p < router.guard_settings.alpha) if not state.forced else np.ones(S.shape[0], dtype=bool)
     if out.any() and known.any():
         S[np.ix_(out, np.flatnonzero(known))] = state.prior[cols[known]]
     return S, p
@@ -283,7 +283,7 @@ def apply_guards(router: Router, S: np.ndarray, features: np.ndarray | None) -> 
 def annotate(router: Router, decisions: list[RoutingDecision], p: np.ndarray) -> list[RoutingDecision]:
     """Say in each decision whether it was in support, and why it fell back when it was not."""
     state = guard_state(router)
-    alpha = router.guards.alpha
+    alpha = router.guard_settings.alpha
     for decision, value in zip(decisions, p.tolist()):
         known = not np.isnan(value)
         decision.metadata["support_p"] = float(value) if known else None
@@ -310,7 +310,7 @@ def force_prior(router: Router, on: bool = True) -> None:
 
 def guards_to_state(router: Router) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The guards as (JSON-able config, arrays) for ``Router.to_state``."""
-    config: dict[str, Any] = {"settings": router.guards.to_dict()}
+    config: dict[str, Any] = {"settings": router.guard_settings.to_dict()}
     state = guard_state(router)
     if state is None:
         return config, {}
@@ -331,7 +331,7 @@ def guards_from_state(router: Router, config: dict[str, Any] | None, arrays: dic
     """Restore what :func:`guards_to_state` wrote (older files without guards load unguarded)."""
     if not config:
         return
-    router.guards = GuardSettings(**config.get("settings", {}))
+    router.guard_settings = GuardSettings(**config.get("settings", {}))
     if "prior" not in arrays:
         return
     state = GuardState(prior=np.asarray(arrays["prior"], dtype=np.float64), forced=bool(config.get("forced")),
@@ -348,8 +348,8 @@ def guards_from_state(router: Router, config: dict[str, Any] | None, arrays: dic
 
 
 def with_settings(router: Router, **changes: Any) -> Router:
-    """Set ``router.guards`` to a copy of its settings with ``changes``; returns the router (for chaining)."""
-    router.guards = replace(router.guards, **changes)
+    """Set ``router.guard_settings`` to a copy of its settings with ``changes``; returns the router (for chaining)."""
+    router.guard_settings = replace(router.guard_settings, **changes)
     return router
 
 

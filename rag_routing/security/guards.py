@@ -168,6 +168,14 @@ class GuardedRouter(Router):
     def predict_cost(self, X: RouterInput) -> np.ndarray:
         return self.router.predict_cost(X)
 
+    def support(self, X: RouterInput) -> np.ndarray:
+        """The wrapped router's support p-values of the cleaned queries."""
+        return self.router.support(self.clean(X)[0])
+
+    def out_of_support(self, X: RouterInput, alpha: float | None = None) -> np.ndarray:
+        """The wrapped router's out-of-support flags of the cleaned queries."""
+        return self.router.out_of_support(self.clean(X)[0], alpha)
+
     # -- guarded routes -----------------------------------------------------------------------------------------
     def route(self, X: RouterInput, lam: float | None = None, budget: float | np.ndarray | None = None, *,
               principal: str | None = None) -> list[RoutingDecision]:

@@ -63,7 +63,7 @@ def _clone(router: Any) -> Any:
     clone = type(router)(**router.get_params())
     fitted = getattr(router, "featurizer_", None) if getattr(router, "uses_features", False) else None
     clone.featurizer = fitted if fitted is not None else getattr(router, "featurizer", None)
-    clone.guards = router.guards
+    clone.guard_settings = router.guard_settings
     return clone
 
 

@@ -96,7 +96,7 @@ def test_bad_monitor_inputs(fitted):
     with pytest.raises(NotFittedError):
         DriftMonitor(create_router("knn"))
     unguarded = create_router("knn", featurizer=featurizer())
-    unguarded.guards = GuardSettings.off()
+    unguarded.guard_settings = GuardSettings.off()
     with pytest.raises(InvalidInputError):
         DriftMonitor(unguarded.fit(task(50, axis=0, seed=1)))
     with pytest.raises(InvalidInputError):

@@ -33,7 +33,7 @@ def unguarded(router):
         from rag_routing.routers.support import GuardSettings
     except ImportError:
         return router
-    router.guards = GuardSettings.off()
+    router.guard_settings = GuardSettings.off()
     return router
 
 

@@ -67,7 +67,7 @@ def test_in_distribution_predictions_do_not_get_worse(name):
 def test_opt_out_and_small_data_and_online_routers():
     train = task(300, axis=0, seed=0)
     router = create_router("cluster", featurizer=featurizer())
-    router.guards = GuardSettings(shrinkage=False)
+    router.guard_settings = GuardSettings(shrinkage=False)
     assert router.fit(train).guards_.shrinkage is None and router.guards_.support is not None
     small = create_router("cluster", featurizer=featurizer()).fit(task(40, axis=0, seed=1))
     assert small.guards_.shrinkage is None and "40 training rows" in small.guards_.notes[0]

@@ -77,7 +77,7 @@ def test_in_distribution_keeps_per_query_routing(data, name):
 def test_guards_off_keeps_raw_estimates(data):
     train, _, other = data
     router = create_router("knn", featurizer=featurizer())
-    router.guards = GuardSettings.off()
+    router.guard_settings = GuardSettings.off()
     router.fit(train)
     assert np.isnan(router.support(other)).all() and not router.out_of_support(other).any()
     np.testing.assert_array_equal(router.predict_quality(other), router.predict_raw_quality(other))
@@ -102,7 +102,7 @@ def test_support_survives_save_and_load(data, tmp_path):
     for X in (same, other):
         np.testing.assert_allclose(loaded.support(X), router.support(X))
         np.testing.assert_allclose(loaded.predict_quality(X), router.predict_quality(X))
-    assert loaded.guards == router.guards
+    assert loaded.guard_settings == router.guard_settings
 
 
 def test_added_candidate_stays_unguarded_but_known_ones_fall_back(data):
