@@ -1,7 +1,7 @@
 """The ``rag-routing`` command.
 
 * ``rag-routing bench DATA [--format F] [--routers a,b] [--test-size 0.5] [--train A [--train A2] --test B] [--seed 0]
-  [--json OUT.json] [--plot OUT.png] [--embedder minilm|tfidf|NAME]``: benchmark routers on a data set
+  [--json OUT.json] [--plot OUT.png] [--embedder minilm|tfidf|NAME] [--ray [ADDRESS]]``: benchmark routers on a data set
   (:mod:`rag_routing.evaluation.benchmark`); prints a table, optionally writes JSON and a plot.
 * ``rag-routing demo [--corpus FILE]``: the routed RAG chatbot over the bundled corpus (offline: local MiniLM,
   FAISS, BM25 and SmolLM2): decision traces, the ledger and the bill against an always-biggest pipeline.
@@ -18,6 +18,7 @@ Exit status: 0 on success, 2 on a usage or data error (the message says what to 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -81,12 +82,19 @@ def _bench(args: argparse.Namespace) -> int:
 
     routers = [r for r in (args.routers or "").split(",") if r.strip()]
     resolve_routers(routers)  # unknown names fail here, before anything is loaded
+    run: Callable[..., Any] = run_benchmark
+    if args.ray is not None:  # each router's fit and λ sweep as a Ray task; Ray is joined before the data loads
+        from rag_routing import ray_jobs
+
+        address = None if args.ray == "local" else args.ray
+        ray_jobs.connect(address)
+        run = functools.partial(ray_jobs.run_benchmark_on_ray, address=address)
     train, test = load_split(args.data, fmt=args.format, train=args.train, test=args.test,
                              test_size=args.test_size, seed=args.seed, output_tokens=args.output_tokens,
                              price_table=_price_table(args.prices))
-    report = run_benchmark(train, test, routers, embedder=args.embedder, seed=args.seed,
-                           n_lambdas=args.lambdas, progress=not args.quiet,
-                           router_params=_description_params(routers, args.descriptions))
+    report = run(train, test, routers, embedder=args.embedder, seed=args.seed,
+                 n_lambdas=args.lambdas, progress=not args.quiet,
+                 router_params=_description_params(routers, args.descriptions))
     _finish(report, args)
     return 0
 
@@ -162,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="λ values per cost-quality sweep (default 200)")
     bench.add_argument("--descriptions", metavar="FILE.json", help="one-line candidate descriptions "
                        "({name: text}) for routers that read them (graph); default: the shipped table")
+    bench.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                       help="fit and score each router as a Ray task: a local Ray, or the cluster at ADDRESS "
+                       "('auto', 'ray://host:10001'); same results as without; needs the ray extra")
     _outputs(bench)
     bench.set_defaults(run=_bench)
 

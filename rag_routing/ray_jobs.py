@@ -1,4 +1,4 @@
-"""Batch work on Ray, for logs that outgrow one process: featurising and labelling routing data.
+"""Batch work on Ray, for logs that outgrow one process: featurising, labelling routing data, benchmarking.
 
 The only module that imports Ray (``pip install 'rag-routing[ray]'``). It maps the library's own single-process
 functions over a Ray cluster; nothing is re-implemented, so results are the same as the single-process path:
@@ -15,6 +15,8 @@ functions over a Ray cluster; nothing is re-implemented, so results are the same
   :class:`~rag_routing.ledger.budget.Budget` on a shared store (Redis), so a call is refused *before* it runs
   whichever worker makes it. A budget on the driver's ledger would not be seen by the workers, so it is
   refused with a clear error instead of being silently ignored.
+* :func:`run_benchmark_on_ray` (``rag-routing bench --ray``): the benchmark with each router's fit and λ sweep
+  (:func:`~rag_routing.evaluation.benchmark.fit_and_score`) as a Ray task; the same report as one process.
 
 Ray starts locally when no cluster is running (``address=None``); pass ``address="auto"`` or
 ``"ray://host:10001"`` to join one.
@@ -42,6 +44,10 @@ from rag_routing.ledger.ledger import CostLedger
 from rag_routing.ledger.scope import ledger_scope
 
 
+class RayUnavailableError(RagRoutingError, ConnectionError):
+    """Ray could not be started, or the cluster at the given address could not be joined; nothing ran."""
+
+
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidInputError(f"{name} must be an integer >= 1, got {value!r}")
@@ -59,7 +65,14 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> Any:
         kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": False}
         if address is None:
             kwargs["num_cpus"] = num_cpus
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, TimeoutError, ValueError, RuntimeError) as exc:
+            where = "a local Ray" if address is None else f"the Ray cluster at {address!r}"
+            raise RayUnavailableError(
+                f"could not start or join {where} ({type(exc).__name__}: {exc}); check the address ('auto' joins "
+                "the cluster started with `ray start` on this machine, 'ray://host:10001' a remote one and needs "
+                "ray[client]), or leave it out to start a local Ray") from exc
     return ray
 
 
@@ -102,6 +115,74 @@ def featurize_on_ray(texts: Sequence[str], featurizer: Any, *, n_workers: int = 
         for actor in actors:
             ray.kill(actor)
     return np.concatenate(parts, axis=0)
+
+
+# -- benchmarking -----------------------------------------------------------------------------------------------
+def _benchmark_row(job: Callable[[Any], Any], item: Any) -> Any:
+    """One router's :func:`~rag_routing.evaluation.benchmark.fit_and_score` on a worker; a failure comes back as
+    the exception itself (with its ``while fitting router`` note), for the driver to raise as one process would."""
+    import pickle
+
+    try:
+        return job(item)
+    except Exception as exc:
+        try:
+            pickle.dumps(exc)
+            return exc
+        except Exception:  # an exception that cannot travel: its text does
+            failure = RagRoutingError(f"{type(exc).__name__}: {exc}")
+            for note in getattr(exc, "__notes__", ()):
+                failure.add_note(note)
+            return failure
+
+
+class _RayRouterMap:
+    """A :data:`~rag_routing.evaluation.benchmark.RouterMap` running each router's job as one Ray task; the
+    job (with the featurised train and test sets bound) is put in the object store once and shared."""
+
+    def __init__(self, ray: Any, task_cpus: float):
+        self.ray, self.task_cpus = ray, task_cpus
+
+    def __call__(self, job: Callable[[Any], Any], items: Sequence[Any], progress: bool) -> list[Any]:
+        ray = self.ray
+        shared = ray.put(job)
+        task = ray.remote(num_cpus=self.task_cpus, max_retries=0)(_benchmark_row)
+        refs = [task.remote(shared, item) for item in items]
+        if progress:
+            from tqdm.auto import tqdm
+
+            pending = list(refs)
+            with tqdm(total=len(refs), desc="fitting and scoring routers on Ray", unit="router") as bar:
+                while pending:
+                    done, pending = ray.wait(pending, num_returns=1)
+                    bar.update(len(done))
+        rows = ray.get(refs)
+        for row in rows:  # in the table's order: the first failing router is the one one process reports
+            if isinstance(row, BaseException):
+                raise row
+        return rows
+
+
+def run_benchmark_on_ray(train: Any, test: Any, routers: Sequence[Any] = (), *, address: str | None = None,
+                         task_cpus: float = 1.0, **options: Any) -> Any:
+    """:func:`~rag_routing.evaluation.benchmark.run_benchmark` with each router's fit and λ sweep run as a Ray
+    task (the features are computed once, here, and shared through Ray's object store).
+
+    ``options`` are :func:`run_benchmark`'s (``embedder``, ``seed``, ``n_lambdas``, ``router_params``,
+    ``progress``). The report is the same as one process's for the same seed, timings aside; a router that
+    fails raises the same exception, with the same ``while fitting router`` note. A :class:`Router` object
+    in ``routers`` is fitted on a worker, on a copy: the object passed in stays unfitted.
+
+    Raises :class:`~rag_routing.errors.MissingDependencyError` without Ray, :class:`RayUnavailableError`
+    when Ray cannot start or ``address`` cannot be joined; both before any work starts."""
+    from rag_routing.evaluation.benchmark import run_benchmark
+
+    if isinstance(task_cpus, bool) or not isinstance(task_cpus, (int, float)) or not 0 < task_cpus <= 64:
+        raise InvalidInputError(f"task_cpus must be a number in (0, 64], got {task_cpus!r}")
+    if "map_routers" in options:
+        raise InvalidInputError("run_benchmark_on_ray maps the routers itself; do not pass map_routers")
+    ray = connect(address)
+    return run_benchmark(train, test, routers, map_routers=_RayRouterMap(ray, float(task_cpus)), **options)
 
 
 # -- labelling --------------------------------------------------------------------------------------------------
@@ -268,4 +349,5 @@ class RayCellExecutor:
                 f"task_cpus={self.task_cpus:g})")
 
 
-__all__ = ["connect", "featurize_on_ray", "RayCellExecutor", "SharedRedisBudget"]
+__all__ = ["connect", "featurize_on_ray", "run_benchmark_on_ray", "RayCellExecutor", "RayUnavailableError",
+           "SharedRedisBudget"]

@@ -1,8 +1,10 @@
 """Batch work on Ray (a real local Ray): the same features and the same routing table as one process, and the
-workers' LLM calls share one budget in a real redis-server (refused before they run, never overspent)."""
+workers' LLM calls share one budget in a real redis-server (refused before they run, never overspent); and
+``bench --ray`` writes the same JSON as one process and reports a failing router the same way."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -14,8 +16,10 @@ from redis_fixture import redis_server_fixture  # noqa: F401
 from rag_routing.candidates import Pricing
 from rag_routing.errors import InvalidInputError
 from rag_routing.evaluation.answer_scorers import TokenF1Scorer
+from rag_routing.evaluation.dataset import RoutingDataset
 from rag_routing.evaluation.labeling import LABEL_GENERATION_STAGE, RoutingDataBuilder
 from rag_routing.ledger import Budget, CostLedger, ledger_scope
+from rag_routing.routers.base import Router
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'rag-routing[ray]')")
 ray_jobs = pytest.importorskip("rag_routing.ray_jobs")
@@ -110,3 +114,68 @@ def test_workers_share_one_budget_in_redis_and_refused_calls_never_run(local_ray
         with ledger_scope(CostLedger(budget=Budget(max_usd=1.0))):
             builder(tmp_path, "driver-budget", ray_jobs.RayCellExecutor()).run()
     assert "redis://" not in repr(factory)
+
+
+# -- bench --ray ---------------------------------------------------------------------------------------------------
+class BrokenRouter(Router):
+    """A router whose fit fails (on whichever process fits it)."""
+
+    name = "broken"
+
+    def _fit(self, features, dataset):
+        raise ValueError("the training set has no signal for this router")
+
+    def _predict_quality(self, features, X):  # pragma: no cover - never fitted
+        raise AssertionError
+
+
+def routing_log(tmp_path: Path, n: int = 240) -> Path:
+    """A small routing log on disk: three candidates, each best on its own topic, at three prices."""
+    from rag_routing.evaluation import write_jsonl
+
+    rng = np.random.default_rng(7)
+    topics = ["integral calculus proof", "refund invoice shipping", "poem about the sea"]
+    queries = [f"{topics[i % 3]} question {i} detail {rng.integers(1000)}" for i in range(n)]
+    skill = np.array([[0.9, 0.3, 0.2], [0.4, 0.8, 0.5], [0.2, 0.6, 0.9]])  # topic x candidate
+    quality = (rng.random((n, 3)) < skill[np.arange(n) % 3]).astype(float)
+    quality[rng.random((n, 3)) < 0.05] = np.nan  # some unknown outcomes
+    cost = np.tile([0.001, 0.004, 0.02], (n, 1)) * rng.uniform(0.8, 1.2, (n, 1))
+    ds = RoutingDataset(queries, ["small", "medium", "large"], quality, cost, name="ray-log")
+    return write_jsonl(ds, tmp_path / "log.jsonl")
+
+
+def without_timings(report: dict) -> dict:
+    report = dict(report, seconds=None)
+    report["results"] = [dict(row, fit_seconds=None, eval_seconds=None) for row in report["results"]]
+    return report
+
+
+def test_bench_on_ray_writes_the_same_json_as_one_process(local_ray, tmp_path: Path, capsys) -> None:
+    from rag_routing.cli import main
+
+    data = routing_log(tmp_path)
+    common = ["bench", str(data), "--routers", "knn,mf,cluster,tfidf_lr", "--embedder", "tfidf",
+              "--lambdas", "40", "--seed", "3", "--quiet"]
+    assert main(common + ["--json", str(tmp_path / "one.json")]) == 0
+    assert main(common + ["--json", str(tmp_path / "ray.json"), "--plot", str(tmp_path / "ray.png"), "--ray"]) == 0
+    one, there = (json.loads((tmp_path / f"{tag}.json").read_text()) for tag in ("one", "ray"))
+    assert [r["router"] for r in there["results"]][:5] == ["knn", "mf", "cluster", "tfidf_lr", "oracle"]
+    assert without_timings(there) == without_timings(one)  # every number, curve and note; timings aside
+    assert there["results"][0]["curve"]["quality"] and there["embedder"] == one["embedder"]
+    assert (tmp_path / "ray.png").stat().st_size > 0
+    tables = [block for block in capsys.readouterr().out.split("wrote") if "best single" in block]
+    assert len(tables) == 2
+
+
+def test_a_router_failing_on_a_worker_is_reported_as_in_one_process(local_ray, tmp_path: Path) -> None:
+    from rag_routing.evaluation.benchmark import load_split, run_benchmark
+
+    train, test = load_split(routing_log(tmp_path, 60), seed=0)
+    errors = []
+    for run in (run_benchmark, ray_jobs.run_benchmark_on_ray):
+        with pytest.raises(ValueError) as caught:
+            run(train, test, ["mf", BrokenRouter()], embedder="tfidf", n_lambdas=5, progress=False)
+        errors.append(caught.value)
+    here, there = errors
+    assert type(here) is type(there) is ValueError and str(here) == str(there)
+    assert here.__notes__ == there.__notes__ == ["while fitting router 'broken'"]

@@ -21,9 +21,10 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,10 @@ BASELINES: tuple[str, ...] = ("oracle", "random", "best", "fixed", "cheapest")
 
 #: Rows embedded per progress-bar step.
 EMBED_BATCH = 512
+
+#: ``map_routers(job, items, progress) -> [job(item) for item in items]``: how :func:`run_benchmark` runs the
+#: per-router jobs (:func:`fit_and_score` with the data bound).
+RouterMap = Callable[[Callable[[Any], RouterResult], Sequence[Any], bool], Sequence[RouterResult]]
 
 
 def _progress(iterable: Any, enabled: bool, **kwargs: Any) -> Any:
@@ -166,9 +171,15 @@ def _name(item: str | Router) -> str:
     return item if isinstance(item, str) else item.name
 
 
-def _fit_and_score(item: str | Router, train: RoutingDataset, test: RoutingDataset, ref: Reference,
-                   featurizer: Any, seed: int, params: Mapping[str, Any] | None, n_lambdas: int) -> RouterResult:
-    router = build_router(item, featurizer, seed, params)
+def fit_and_score(item: str | Router, *, train: RoutingDataset, test: RoutingDataset, ref: Reference,
+                  featurizer: Any, seed: int, router_params: Mapping[str, Mapping[str, Any]], n_lambdas: int
+                  ) -> RouterResult:
+    """One row of the table: build ``item``, fit it on ``train`` and score it over the λ grid on ``test``.
+
+    The per-router job of :func:`run_benchmark`, whichever way the rows are mapped (one process, or Ray tasks
+    with :func:`rag_routing.ray_jobs.run_benchmark_on_ray`). A failing fit raises with the note
+    ``while fitting router 'name'``."""
+    router = build_router(item, featurizer, seed, router_params.get(_name(item)))
     started = time.perf_counter()
     try:
         router.fit(train)
@@ -248,6 +259,7 @@ def run_benchmark(
     n_lambdas: int = DEFAULT_N_LAMBDAS,
     router_params: Mapping[str, Mapping[str, Any]] | None = None,
     progress: bool = True,
+    map_routers: RouterMap | None = None,
 ) -> BenchmarkReport:
     """Fit ``routers`` (names or unfitted :class:`Router` objects) and the baselines on ``train`` and score
     them with every single candidate on ``test``.
@@ -258,6 +270,9 @@ def run_benchmark(
         seed: passed to routers whose constructor takes ``seed`` (the random baseline).
         n_lambdas: λ values per sweep.
         router_params: extra constructor arguments per router name.
+        map_routers: how the per-router jobs run: ``map_routers(job, items, progress)`` returns ``job(item)``
+            for every item, in order (:func:`rag_routing.ray_jobs.run_benchmark_on_ray` passes one that runs
+            each as a Ray task); ``None``: one after another in this process.
     """
     started = time.perf_counter()
     items = resolve_routers(routers)
@@ -271,10 +286,13 @@ def run_benchmark(
         train, test, featurizer = featurize(train, test, embedder, progress)
         seconds["featurize"] = time.perf_counter() - t
     ref = Reference.from_test(test)
-    params = router_params or {}
-    bar = _progress(items, progress, desc="fitting and scoring routers", unit="router")
-    results = [_fit_and_score(item, train, test, ref, featurizer, seed, params.get(_name(item)), n_lambdas)
-               for item in bar]
+    job = functools.partial(fit_and_score, train=train, test=test, ref=ref, featurizer=featurizer, seed=seed,
+                            router_params=router_params or {}, n_lambdas=n_lambdas)
+    if map_routers is None:
+        bar = _progress(items, progress, desc="fitting and scoring routers", unit="router")
+        results = [job(item) for item in bar]
+    else:
+        results = list(map_routers(job, items, progress))
     results += [evaluate_single(test, name, ref) for name in test.candidates]
     seconds["total"] = time.perf_counter() - started
     notes = _notes(ref) + identical_curve_notes(results)
@@ -297,5 +315,5 @@ def run_benchmark(
     )
 
 
-__all__ = ["BASELINES", "run_benchmark", "identical_curve_notes", "out_of_support_share", "load_split", "featurize", "embed", "build_router", "resolve_routers",
+__all__ = ["BASELINES", "RouterMap", "run_benchmark", "fit_and_score", "identical_curve_notes", "out_of_support_share", "load_split", "featurize", "embed", "build_router", "resolve_routers",
            "router_class"]
