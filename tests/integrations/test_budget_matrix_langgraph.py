@@ -136,6 +136,28 @@ def test_a_stage_router_as_a_node_and_edge() -> None:
         node.edge({"question": "x"})
 
 
+def test_candidates_routed_to_nodes_named_otherwise() -> None:
+    node = RouteNode(small_large_router(), nodes={"small": "cheap", "large": "dear"})
+    builder = StateGraph(State)
+    builder.add_node("route", node)
+    builder.add_node("cheap", lambda s: {"answer": "S"})
+    builder.add_node("dear", lambda s: {"answer": "L"})
+    builder.add_edge(START, "route")
+    builder.add_conditional_edges("route", node.edge, node.path_map)
+    builder.add_edge("cheap", END)
+    builder.add_edge("dear", END)
+    app = builder.compile()
+    out = app.invoke({"question": "integrate x squared"})
+    assert out["answer"] == "L" and out["route"]["candidate"] == "large" and out["route"]["node"] == "dear"
+    assert app.invoke({"question": "hello, how are you"})["answer"] == "S"
+    routed = StateGraph(State)
+    add_routed_branches(routed, "route", small_large_router(), {"small": lambda s: {"answer": "S"},
+                                                                "large": lambda s: {"answer": "L"}},
+                        nodes={"small": "cheap", "large": "dear"}, then=END)
+    routed.add_edge(START, "route")
+    assert routed.compile().invoke({"question": "integrate x squared"})["answer"] == "L"
+
+
 def test_get_graph_of_a_routed_lcel_chain_draws_its_branches() -> None:
     chain = routed_chain(CountingChat(model="gpt-4o-mini"), CountingChat(model="gpt-4o"))
     drawn = chain.get_graph()

@@ -153,12 +153,13 @@ class RouteNode:
 
     # -- the edge -----------------------------------------------------------------------------------------
     def edge(self, state: Mapping[str, Any]) -> str:
-        """The conditional edge: the next node's name, read from the decision kept in the state."""
+        """The conditional edge: the chosen candidate, read from the decision kept in the state; LangGraph maps
+        it to the next node through :attr:`path_map` (``add_conditional_edges(name, node.edge, node.path_map)``)."""
         decision = state.get(self.decision_key)
-        if not isinstance(decision, Mapping) or "node" not in decision:
+        if not isinstance(decision, Mapping) or "candidate" not in decision:
             raise InvalidInputError(f"no routing decision under {self.decision_key!r} in the graph state; add "
                                     f"the RouteNode as a node before its edge")
-        return str(decision["node"])
+        return str(decision["candidate"])
 
     def branch(self, node: Any) -> Runnable:
         """``node`` (a function or Runnable) run so that its ledger entries carry the route's decision id."""
