@@ -38,6 +38,7 @@ from rag_routing.errors import InvalidInputError
 # steps (0.1 + 0.2 against 0.3) is not refused; it can overshoot a limit by at most this fraction.
 _REL_TOL = 1e-9
 UNITS = ("usd", "tokens", "seconds", "kwh")
+_PLAIN = (float, int)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,11 @@ class Amounts:
 
     def validate(self) -> Amounts:
         """Raise :class:`InvalidInputError` unless every amount is a finite number >= 0."""
+        usd, tokens, seconds, kwh = self.usd, self.tokens, self.seconds, self.kwh
+        if (type(usd) in _PLAIN and type(tokens) in _PLAIN and type(seconds) in _PLAIN and type(kwh) in _PLAIN
+                and 0 <= usd < math.inf and 0 <= tokens < math.inf and 0 <= seconds < math.inf
+                and 0 <= kwh < math.inf):
+            return self  # the common case, checked without building tuples
         for unit, value in zip(UNITS, (self.usd, self.tokens, self.seconds, self.kwh)):
             if type(value) not in (float, int) or not 0 <= value < math.inf:
                 if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
@@ -135,14 +141,20 @@ class MemoryBudgetStore:
         # this sits on the hot path of every recorded call. Reserved includes the leases' amounts.
         self._state: dict[str, list[float]] = {}
         self._leases: dict[str, dict[str, tuple[Amounts, float]]] = {}  # key -> lease -> (amounts, deadline)
+        # key -> no lease of it expires before this (a lower bound: renewals only push deadlines later), so an
+        # operation scans the leases only when one may have expired, not on every call.
+        self._earliest: dict[str, float] = {}
 
     def _reclaim(self, key: str, state: list[float]) -> None:
         leases = self._leases.get(key)
         if not leases:
             return
         now = time.monotonic()
+        if now <= self._earliest.get(key, 0.0):
+            return
         for lease in [name for name, (_, deadline) in leases.items() if deadline < now]:
             _subtract(state, leases.pop(lease)[0])
+        self._earliest[key] = min((deadline for _, deadline in leases.values()), default=math.inf)
 
     def _get(self, key: str) -> list[float]:
         state = self._state.get(key)
@@ -154,14 +166,21 @@ class MemoryBudgetStore:
     def try_reserve(self, key: str, wanted: Amounts, limits: Amounts, *, lease: str | None = None) -> bool:
         with self._lock:
             state = self._get(key)
-            if first_violation(Amounts(*state[:4]), Amounts(*state[4:]), wanted, limits) is not None:
+            if _violates(state, wanted, limits):
                 return False
             state[4] += wanted.usd
             state[5] += wanted.tokens
             state[6] += wanted.seconds
             state[7] += wanted.kwh
             if lease is not None:
-                self._leases.setdefault(key, {})[lease] = (wanted, time.monotonic() + self.lease_seconds)
+                deadline = time.monotonic() + self.lease_seconds
+                held = self._leases.get(key)
+                if not held:
+                    held = self._leases[key] = {}
+                    self._earliest[key] = deadline
+                elif deadline < self._earliest.get(key, math.inf):
+                    self._earliest[key] = deadline
+                held[lease] = (wanted, deadline)
             return True
 
     def renew(self, key: str, lease: str) -> bool:
@@ -212,10 +231,31 @@ class MemoryBudgetStore:
                 state[:4] = [0.0] * 4
 
 
+def _violates(state: list[float], wanted: Amounts, limits: Amounts) -> bool:
+    """``first_violation(spent, reserved, wanted, limits) is not None`` on a memory state row, unrolled (the
+    same comparisons, without building two Amounts per reservation)."""
+    tol = 1 + _REL_TOL
+    w = wanted.usd
+    if w > 0 and state[0] + state[4] + w > limits.usd * tol:
+        return True
+    w = wanted.tokens
+    if w > 0 and state[1] + state[5] + w > limits.tokens * tol:
+        return True
+    w = wanted.seconds
+    if w > 0 and state[2] + state[6] + w > limits.seconds * tol:
+        return True
+    w = wanted.kwh
+    return w > 0 and state[3] + state[7] + w > limits.kwh * tol
+
+
 def _subtract(state: list[float], amounts: Amounts) -> None:
     # max(0, ...): float subtraction can leave -1e-18 behind; reservations are never negative.
-    for i, value in enumerate(amounts.as_tuple(), start=4):
-        state[i] = max(0.0, state[i] - value)
+    usd, tokens, seconds, kwh = state[4] - amounts.usd, state[5] - amounts.tokens, state[6] - amounts.seconds, \
+        state[7] - amounts.kwh
+    state[4] = usd if usd > 0.0 else 0.0
+    state[5] = tokens if tokens > 0.0 else 0.0
+    state[6] = seconds if seconds > 0.0 else 0.0
+    state[7] = kwh if kwh > 0.0 else 0.0
 
 
 def clamp(amounts: Amounts) -> Amounts:

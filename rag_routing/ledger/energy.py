@@ -125,6 +125,8 @@ class EnergyModel:
 
 
 def _check(value: object, name: str, *, allow_zero: bool) -> None:
+    if (type(value) is int or type(value) is float) and (0 < value < math.inf or (allow_zero and value == 0)):
+        return  # the common case, without the numbers.Real ABC check (this runs on every metered call)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise InvalidInputError(f"{name} must be a finite number, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):

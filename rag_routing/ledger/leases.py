@@ -1,7 +1,11 @@
 """The heartbeat that keeps the leases of open reservations alive while their calls run.
 
 A :class:`~rag_routing.ledger.budget.Reservation` on a leasing store registers here; one daemon thread per
-process renews every registered lease each third of its store's ``lease_seconds``. The keeper holds
+process renews every registered lease each third of its store's ``lease_seconds``. Registering is cheap on the
+hot path of every budgeted call: while the thread beats (it keeps beating as long as reservations keep coming),
+a registration is a dictionary insert and never wakes it; a reservation settled before the next beat is never
+renewed (it never needed to be). The thread is woken only when it sleeps idle (nothing held) or a shorter lease
+needs an earlier beat, so a lease is always renewed within a third of its lifetime. The keeper holds
 reservations *weakly*: a reservation that is dropped without commit or release stops being renewed and its
 lease expires, as does every lease of a process that dies (``kill -9``), so the store reclaims it. A failed
 renewal (store unreachable or busy) is retried at the next beat; a lease the store already reclaimed (the
@@ -37,33 +41,46 @@ class LeaseKeeper:
     """Renews the leases of registered reservations from one daemon thread (started on first use)."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())
         self._held: dict[int, weakref.ref[Reservation]] = {}
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
-        self._beat: float | None = None  # the interval the thread sleeps on now (None: until woken)
+        self._beat: float | None = None  # the interval the thread sleeps on now (None: idle until woken)
+        self._fresh = False  # a reservation was registered since the thread last looked
+        self._last: float | None = None  # the last interval beaten for (kept through runs of short calls)
 
     def keep(self, reservation: Reservation) -> None:
         """Renew ``reservation``'s lease until :meth:`drop` (or until it is garbage-collected)."""
+        # Fast path (no lock, no wake-up): dict writes are atomic, and the thread, which is beating, renews
+        # the lease at its next beat, at most a third of the shortest lease it beats for from now. Order
+        # matters: register first, then read ``_beat``; the thread clears ``_beat`` before it looks for work
+        # and goes idle only under the lock, so a registration it missed sees ``_beat is None`` and wakes it.
+        self._held[id(reservation)] = weakref.ref(reservation)
+        self._fresh = True
+        beat = self._beat
+        budget = reservation.budget
+        seconds = getattr(budget.store, "lease_seconds", None) if budget is not None else None
+        interval = seconds / 3.0 if seconds else None
+        if beat is not None and (interval is None or interval >= beat):
+            return
         with self._cond:
             if self._pid != os.getpid():  # a forked child owns none of its parent's leases
                 self._held.clear()
+                self._held[id(reservation)] = weakref.ref(reservation)
                 self._thread, self._pid = None, os.getpid()
-            self._held[id(reservation)] = weakref.ref(reservation)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="rag-routing-lease-heartbeat", daemon=True)
                 self._thread.start()
-            interval = self._interval([reservation])
+            if interval is not None and (self._last is None or interval < self._last):
+                self._last = interval
             if self._beat is None or (interval is not None and interval < self._beat):
-                self._cond.notify()  # wake the thread only when this lease needs an earlier beat
+                self._cond.notify()  # idle, or this lease needs an earlier beat
 
     def drop(self, reservation: Reservation) -> None:
-        with self._cond:
-            self._held.pop(id(reservation), None)
+        self._held.pop(id(reservation), None)  # atomic; the thread reads a copy
 
     def __len__(self) -> int:
-        with self._cond:
-            return len(self._held)
+        return len(self._held)
 
     def _interval(self, held: list[Reservation]) -> float | None:
         seconds = [getattr(r.budget.store, "lease_seconds", None) for r in held if r.budget is not None]
@@ -75,30 +92,44 @@ class LeaseKeeper:
         for key, ref in list(self._held.items()):
             reservation = ref()
             if reservation is None or reservation.state != "open":
-                self._held.pop(key, None)
+                if self._held.get(key) is ref:  # not re-registered under a reused id meanwhile
+                    self._held.pop(key, None)
             else:
                 live.append(reservation)
         return live
 
     def _run(self) -> None:
+        try:
+            self._beat_until_stopped()
+        finally:
+            self._beat = None  # a dead thread must not look like a beating one (keep() restarts it)
+
+    def _beat_until_stopped(self) -> None:
         next_beat: float | None = None
         while True:
             with self._cond:
-                interval = self._beat = self._interval(self._live())
-                if interval is None:  # nothing held: sleep until a reservation is registered
+                self._beat = None  # before looking: a registration from now on wakes us (see keep)
+                fresh, self._fresh = self._fresh, False
+                live = self._live()
+                interval = self._interval(live)
+                if interval is None and fresh:  # registered and settled since the last look: keep beating
+                    interval = self._last
+                if interval is None:  # nothing held, nothing new: sleep until a reservation is registered
                     next_beat = None
                     self._cond.wait()
                     continue
+                self._beat = self._last = interval
                 now = time.monotonic()
                 if next_beat is None or next_beat > now + interval:
                     next_beat = now + interval
-                if now < next_beat:  # a new registration wakes us early: only a shorter lease moves the beat
+                if now < next_beat:  # woken early (a shorter lease): only a shorter interval moves the beat
+                    del live
                     self._cond.wait(timeout=next_beat - now)
                     continue
-                held, next_beat = self._live(), None
-            for reservation in held:
+                next_beat = None
+            for reservation in live:
                 self._renew(reservation)
-            del held
+            del live
 
     def _renew(self, reservation: Reservation) -> None:
         budget, lease = reservation.budget, reservation.lease

@@ -134,21 +134,24 @@ class CostLedger:
         With ``reservation`` the entry's amounts are committed to it; otherwise they are charged to the
         attached budget, if any.
         """
-        if type(stage) is not str or not stage:
-            raise InvalidInputError(f"stage must be a non-empty string, got {stage!r}")
-        for name, value in (("component", component), ("model", model), ("decision_id", decision_id),
-                            ("principal", principal)):
-            if value is not None and not isinstance(value, str):
-                raise InvalidInputError(f"{name} must be a string or None, got {type(value).__name__}")
+        _check_names(stage, component, model, decision_id, principal)
         if metadata is not None and not isinstance(metadata, Mapping):
             raise InvalidInputError(f"metadata must be a mapping or None, got {type(metadata).__name__}")
+        return self._append(stage, component, model, input_tokens, output_tokens, cost_usd, seconds, energy_kwh,
+                            emissions_gco2e, decision_id, principal, {} if metadata is None else dict(metadata),
+                            estimated, priced, timestamp, reservation)
+
+    def _append(self, stage: str, component: str | None, model: str | None, input_tokens: Any, output_tokens: Any,
+                cost_usd: Any, seconds: Any, energy_kwh: Any, emissions_gco2e: Any, decision_id: str | None,
+                principal: str | None, metadata: dict[str, Any], estimated: bool, priced: bool,
+                timestamp: float | None, reservation: Reservation | None) -> LedgerEntry:
+        """Build and add an entry from checked names and a metadata dict the entry may own."""
         input_tokens, output_tokens, cost_usd, seconds, energy_kwh, emissions_gco2e = normalize_numbers(
             input_tokens, output_tokens, cost_usd, seconds, energy_kwh, emissions_gco2e)
         entry = LedgerEntry(
             stage, component or model or stage, model, input_tokens, output_tokens, cost_usd, seconds,
             energy_kwh, emissions_gco2e, decision_id, time.time() if timestamp is None else timestamp,
-            principal if principal is not None else self.principal,
-            {} if metadata is None else dict(metadata), estimated, priced,
+            principal if principal is not None else self.principal, metadata, estimated, priced,
             f"{self.ledger_id}:{self._run}:{next(self._seq)}",
         )
         return self.add_entry(entry, reservation=reservation)
@@ -170,10 +173,21 @@ class CostLedger:
                       pricing: Pricing | None = None, params_billion: float | None = None,
                       seconds: float | None = None, allow_unpriced: bool | None = None) -> CallEstimate:
         """Cost, energy and emissions of a call with these token counts (nothing is recorded)."""
+        return CallEstimate(model, *self._price_call(model, input_tokens, output_tokens, pricing, params_billion,
+                                                     seconds, allow_unpriced))
+
+    def _price_call(self, model: str | None, input_tokens: Any, output_tokens: Any, pricing: Pricing | None,
+                    params_billion: float | None, seconds: float | None, allow_unpriced: bool | None,
+                    ) -> tuple[int, int, float, float | None, float | None, bool, str]:
+        """(input tokens, output tokens, cost, kWh, gCO2e, priced, price source) of a call (tokens checked).
+
+        Price look-ups are memoised by the price table (per model id, cleared whenever the table changes).
+        """
         table = self.prices if self.prices is not None else default_table()
         unpriced_ok = self.allow_unpriced if allow_unpriced is None else allow_unpriced
         chosen, priced, source = price_with_source(model, pricing, table, unpriced_ok)
-        input_tokens, output_tokens, *_ = normalize_numbers(input_tokens, output_tokens, 0.0, 0.0, None, None)
+        if type(input_tokens) is not int or type(output_tokens) is not int or input_tokens < 0 or output_tokens < 0:
+            input_tokens, output_tokens, *_ = normalize_numbers(input_tokens, output_tokens, 0.0, 0.0, None, None)
         total_params = None
         if params_billion is None and model is not None:
             info = table.find(model)
@@ -181,8 +195,8 @@ class CostLedger:
                 params_billion, total_params = info.params_billion, info.total_params_billion
         energy = self.energy.estimate(output_tokens, params_billion, input_tokens=input_tokens,
                                       total_params_billion=total_params, request_seconds=seconds)
-        return CallEstimate(model, input_tokens, output_tokens, chosen.cost(input_tokens, output_tokens),
-                            energy.kwh, energy.gco2e, priced, source)
+        return (input_tokens, output_tokens, chosen.cost(input_tokens, output_tokens), energy.kwh, energy.gco2e,
+                priced, source)
 
     def record_call(self, *, stage: str, model: str, component: str | None = None,
                     input_tokens: int | None = None, output_tokens: int | None = None, seconds: float = 0.0,
@@ -200,16 +214,24 @@ class CostLedger:
         """
         tokens_in, tokens_out, reported = self._resolve_tokens(model, input_tokens, output_tokens, usage,
                                                                input_text, output_text)
-        est = self.estimate_call(model, tokens_in, tokens_out, pricing=pricing, params_billion=params_billion,
-                                 seconds=seconds, allow_unpriced=allow_unpriced)
-        return self.record(
-            stage, component, model, input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=est.cost_usd,
-            seconds=seconds, energy_kwh=est.energy_kwh, emissions_gco2e=est.emissions_gco2e,
-            decision_id=decision_id, principal=principal,
-            metadata={"price_source": est.price_source, **(metadata or {})},
-            estimated=(not reported) if estimated is None else estimated, priced=est.priced,
-            reservation=reservation,
-        )
+        tokens_in, tokens_out, cost, kwh, gco2e, priced, source = self._price_call(
+            model, tokens_in, tokens_out, pricing, params_billion, seconds, allow_unpriced)
+        if type(self).record is not CostLedger.record:  # a view that stamps or forwards entries (StageLedger)
+            return self.record(
+                stage, component, model, input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost,
+                seconds=seconds, energy_kwh=kwh, emissions_gco2e=gco2e, decision_id=decision_id,
+                principal=principal, metadata={"price_source": source, **(metadata or {})},
+                estimated=(not reported) if estimated is None else estimated, priced=priced,
+                reservation=reservation)
+        _check_names(stage, component, model, decision_id, principal)
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise InvalidInputError(f"metadata must be a mapping or None, got {type(metadata).__name__}")
+        meta = {"price_source": source}
+        if metadata:
+            meta.update(metadata)
+        return self._append(stage, component, model, tokens_in, tokens_out, cost, seconds, kwh, gco2e, decision_id,
+                            principal, meta, (not reported) if estimated is None else estimated, priced, None,
+                            reservation)
 
     @staticmethod
     def _resolve_tokens(model: str | None, input_tokens: int | None, output_tokens: int | None, usage: Any,
@@ -235,6 +257,23 @@ class CostLedger:
         if self.budget is None:
             return Reservation(None, Amounts(usd, tokens, seconds, kwh).validate(), label=label)
         return self.budget.reserve(usd, tokens, seconds, kwh, label=label)
+
+    def reserve_call(self, model: str | None, input_tokens: int, output_tokens: int, *,
+                     pricing: Pricing | None = None, allow_unpriced: bool | None = None,
+                     label: str | None = None) -> Reservation:
+        """Price a call's estimate and reserve it on the attached budget in one step (what framework meters do
+        before a model call): an unknown price raises :class:`~rag_routing.errors.UnknownPriceError` and a
+        budget that cannot cover it :class:`~rag_routing.errors.BudgetExceededError`, before anything runs.
+
+        Example:
+            >>> ledger = CostLedger(budget=Budget(max_usd=0.01))
+            >>> held = ledger.reserve_call("gpt-4o-mini", 1000, 500, label="generation/gpt-4o-mini")
+            >>> round(ledger.budget.reserved().usd, 6); held.release()
+            0.00045
+        """
+        tokens_in, tokens_out, cost, kwh, *_ = self._price_call(model, input_tokens, output_tokens, pricing, None,
+                                                                None, allow_unpriced)
+        return self.reserve(cost, tokens_in + tokens_out, 0.0, kwh or 0.0, label=label)
 
     def guard(self, *, stage: str, model: str, component: str | None = None, est_input_tokens: int | None = None,
               est_output_tokens: int = 0, input_text: str | None = None, est_seconds: float = 0.0,
@@ -341,6 +380,15 @@ class CostLedger:
     def __repr__(self) -> str:
         t = self.totals()
         return f"CostLedger({t['calls']} calls, ${t['cost_usd']:.6f}, budget={self.budget!r})"
+
+
+def _check_names(stage: Any, component: Any, model: Any, decision_id: Any, principal: Any) -> None:
+    if type(stage) is not str or not stage:
+        raise InvalidInputError(f"stage must be a non-empty string, got {stage!r}")
+    for name, value in (("component", component), ("model", model), ("decision_id", decision_id),
+                        ("principal", principal)):
+        if value is not None and type(value) is not str and not isinstance(value, str):
+            raise InvalidInputError(f"{name} must be a string or None, got {type(value).__name__}")
 
 
 __all__ = ["CostLedger", "CallEstimate", "LedgerEntry"]

@@ -244,6 +244,19 @@ def parse_usage(usage: Any) -> tuple[int | None, int | None]:
     """
     if usage is None:
         return None, None
+    if type(usage) is dict:  # the common shape, read without the Mapping ABC check per name
+        found_in = found_out = None
+        for name in _INPUT_NAMES:
+            value = usage.get(name)
+            if value is not None:
+                found_in = value if type(value) is int and value >= 0 else _token_count(name, value)
+                break
+        for name in _OUTPUT_NAMES:
+            value = usage.get(name)
+            if value is not None:
+                found_out = value if type(value) is int and value >= 0 else _token_count(name, value)
+                break
+        return found_in, found_out
 
     def pick(*names: str) -> int | None:
         for name in names:
@@ -257,10 +270,19 @@ def parse_usage(usage: Any) -> tuple[int | None, int | None]:
             return int(value)
         return None
 
-    return (
-        pick("input_tokens", "prompt_tokens", "prompt_token_count", "input_token_count"),
-        pick("output_tokens", "completion_tokens", "candidates_token_count", "output_token_count"),
-    )
+    return pick(*_INPUT_NAMES), pick(*_OUTPUT_NAMES)
+
+
+_INPUT_NAMES = ("input_tokens", "prompt_tokens", "prompt_token_count", "input_token_count")
+_OUTPUT_NAMES = ("output_tokens", "completion_tokens", "candidates_token_count", "output_token_count")
+
+
+def _token_count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < float("inf"):
+        from rag_routing.errors import InvalidInputError
+
+        raise InvalidInputError(f"usage[{name!r}] must be a token count >= 0, got {value!r}")
+    return int(value)
 
 
 __all__ = ["count_tokens", "count_tokens_batch", "encoding_for", "parse_usage", "TokenCounter"]

@@ -60,13 +60,20 @@ def output_tokens(invocation_params: Mapping[str, Any] | None, default: int = DE
     limit = default
     for key in _LIMIT_KEYS:
         value = params.get(key)
-        if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0:
+        if value is not None and _count(value) > 0:
             limit = int(value)
             break
     n = params.get("n")
-    if isinstance(n, numbers.Integral) and not isinstance(n, bool) and n > 1:
+    if n is not None and _count(n) > 1:
         limit *= int(n)
     return limit
+
+
+def _count(value: Any) -> int:
+    """``value`` if it is an integer (not a bool), else 0 (the numbers.Integral check only off the common path)."""
+    if type(value) is int:
+        return value
+    return value if isinstance(value, numbers.Integral) and not isinstance(value, bool) else 0  # type: ignore[return-value]
 
 
 def prompt_text(messages: Sequence[Sequence[BaseMessage]] | None = None,

@@ -58,7 +58,6 @@ import asyncio
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -83,6 +82,8 @@ from rag_routing.ledger.scope import current_ledger
 from rag_routing.ledger.stage_names import GENERATION
 from rag_routing.ledger.tokens import count_tokens, parse_usage
 
+#: Run metadata copied into the ledger entry.
+_ENTRY_METADATA = ("rag_stage", "rag_choice", "rag_route")
 #: Default ledger stage of an LLM call seen by the handler.
 GENERATION_STAGE = GENERATION
 #: Invocation-param flag of models that record their own calls (``LocalChatModel``): no reservation, no entry.
@@ -99,17 +100,24 @@ def _either(ledger: CostLedger | None, fallback: CostLedger | None) -> CostLedge
     return ledger if ledger is not None else fallback
 
 
-@dataclass
 class _Call:
-    started: float
-    ledger: CostLedger
-    model: str | None
-    inputs: tuple[Any, Any]  # (chat messages, completion prompts): the text is built only when counted
-    key: tuple[UUID, str]
-    tags: list[str] = field(default_factory=list)
-    metadata: dict[str, Any] = field(default_factory=dict)
-    reservation: Reservation | None = None
-    task: asyncio.Task[Any] | None = None  # the asyncio task that started it (its end releases a leftover)
+    """One model run being metered (a plain slotted class: one is built per call)."""
+
+    __slots__ = ("started", "ledger", "model", "inputs", "key", "tags", "metadata", "reservation", "task",
+                 "tokens_in")
+
+    def __init__(self, started: float, ledger: CostLedger, model: str | None, inputs: tuple[Any, Any],
+                 key: tuple[UUID, str], tags: list[str], metadata: dict[str, Any]):
+        self.started = started
+        self.ledger = ledger
+        self.model = model
+        self.inputs = inputs  # (chat messages, completion prompts): the text is built only when counted
+        self.key = key
+        self.tags = tags
+        self.metadata = metadata
+        self.reservation: Reservation | None = None
+        self.task: asyncio.Task[Any] | None = None  # the asyncio task that started it (its end releases a leftover)
+        self.tokens_in: int | None = None  # the prompt's tokens, once counted for the estimate (counted once)
 
     @property
     def prompt(self) -> str:
@@ -117,10 +125,8 @@ class _Call:
 
 
 def _current_task() -> asyncio.Task[Any] | None:
-    try:
-        return asyncio.current_task()
-    except RuntimeError:  # no event loop in this thread
-        return None
+    loop = asyncio._get_running_loop()  # None outside a running loop: no RuntimeError raised and caught per call
+    return None if loop is None else asyncio.current_task(loop)
 
 
 def _usage(generation: ChatGeneration) -> Any:
@@ -172,26 +178,15 @@ class LedgerCallbackHandler(BaseCallbackHandler):
         self._task_runs: dict[asyncio.Task[Any], set[UUID]] = {}
         self._lock = threading.Lock()
 
-    # Only model runs matter: LangChain skips this handler for every other event (cheaper chains).
-    @property
-    def ignore_chain(self) -> bool:
-        return True
-
-    @property
-    def ignore_retriever(self) -> bool:
-        return True
-
-    @property
-    def ignore_agent(self) -> bool:
-        return True
-
-    @property
-    def ignore_retry(self) -> bool:
-        return True
-
-    @property
-    def ignore_custom_event(self) -> bool:
-        return True
+    # Only model runs matter: LangChain skips this handler for every other event (cheaper chains). Plain class
+    # attributes, not properties: LangChain reads one per handler and event.
+    ignore_chain = True
+    ignore_retriever = True
+    ignore_agent = True
+    ignore_retry = True
+    ignore_custom_event = True
+    ignore_llm = False
+    ignore_chat_model = False
 
     @staticmethod
     def _check_pricing(pricing: Mapping[str, Pricing] | None) -> dict[str, Pricing]:
@@ -229,9 +224,9 @@ class LedgerCallbackHandler(BaseCallbackHandler):
             _CLAIMS[key] = self
         if holder is not None and holder is not self:
             holder._forget(run_id)
-        metadata = dict(metadata or {})
+        metadata = dict(metadata) if metadata else {}
         model = self.model or model_name(params, serialized, metadata) or self.default_model
-        call = _Call(time.perf_counter(), ledger, model, (messages, prompts), key, list(tags or []), metadata)
+        call = _Call(time.perf_counter(), ledger, model, (messages, prompts), key, list(tags) if tags else [], metadata)
         try:
             call.reservation = self._reserve(call, params)
         except BaseException:
@@ -264,11 +259,10 @@ class LedgerCallbackHandler(BaseCallbackHandler):
             price_with_source(call.model, pricing, ledger.prices if ledger.prices is not None else default_table(),
                               unpriced_ok)
             return None
-        tokens_in = count_tokens(call.prompt, call.model)
-        tokens_out = output_tokens(params, self.default_max_tokens)
-        estimate = ledger.estimate_call(call.model, tokens_in, tokens_out, pricing=pricing,
-                                        allow_unpriced=True if unpriced_ok else None)
-        return ledger.reserve(*estimate.amounts().as_tuple(), label=f"{self._stage_of(call)}/{call.model}")
+        call.tokens_in = tokens_in = count_tokens(call.prompt, call.model)
+        return ledger.reserve_call(call.model, tokens_in, output_tokens(params, self.default_max_tokens),
+                                   pricing=pricing, allow_unpriced=True if unpriced_ok else None,
+                                   label=f"{self._stage_of(call)}/{call.model}")
 
     # -- run end: commit or release -------------------------------------------------------------------------
     def _pop(self, run_id: UUID) -> _Call | None:
@@ -325,7 +319,8 @@ class LedgerCallbackHandler(BaseCallbackHandler):
     def _finish(self, call: _Call, response: LLMResult) -> None:
         seconds = time.perf_counter() - call.started
         llm_output = response.llm_output or {}
-        generations = [g for row in response.generations for g in row]
+        rows = response.generations
+        generations = rows[0] if len(rows) == 1 else [g for row in rows for g in row]
         if self.skip_recorded and any(self._already_recorded(g) for g in generations):
             return
         reported = [g for g in generations if isinstance(g, ChatGeneration) and _usage(g)]
@@ -366,16 +361,20 @@ class LedgerCallbackHandler(BaseCallbackHandler):
             model = "unknown"
         tokens_in, tokens_out = parse_usage(usage)
         counted = tokens_in is None or tokens_out is None
-        metadata: dict[str, Any] = {k: call.metadata[k] for k in ("rag_stage", "rag_choice", "rag_route")
-                                    if k in call.metadata}
+        if tokens_in is None and call.tokens_in is not None and model == call.model:
+            tokens_in = call.tokens_in  # counted before the call for the estimate: not counted twice
+        meta = call.metadata
+        metadata: dict[str, Any] = {k: meta[k] for k in _ENTRY_METADATA if k in meta} if meta else {}
         metadata["source"] = "langchain"
         reservation = call.reservation if call.reservation is not None and call.reservation.state == "open" else None
         call.ledger.record_call(
             stage=self._stage_of(call), model=model, component=self.component or model, seconds=seconds,
-            usage=usage, input_text=call.prompt if tokens_in is None else None,
+            input_tokens=tokens_in, output_tokens=tokens_out,
+            input_text=call.prompt if tokens_in is None else None,
             output_text=(output_text or "") if tokens_out is None else None,
-            pricing=self.pricing.get(model.strip().lower()), allow_unpriced=True if unpriced_ok else None,
-            decision_id=call.metadata.get("rag_decision_id"), metadata=metadata, estimated=counted,
+            pricing=self.pricing.get(model.strip().lower()) if self.pricing else None,
+            allow_unpriced=True if unpriced_ok else None,
+            decision_id=meta.get("rag_decision_id"), metadata=metadata, estimated=counted,
             reservation=reservation)
 
     def _stage_of(self, call: _Call) -> str:
