@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from rag_routing.decision import RoutingDecision
 from rag_routing.embeddings import make_featurizer
 from rag_routing.errors import CorruptStateError, InvalidInputError
 from rag_routing.evaluation.dataset import RoutingDataset
@@ -244,6 +245,25 @@ class AutoRouter(Router):
         if self.router_ is None:
             return np.broadcast_to(self.mean_quality_, (self._n_rows(X), len(self.candidates_))).copy()
         return self.router_.predict_quality(X)
+
+    def route(self, X: RouterInput, lam: float | None = None,
+              budget: float | np.ndarray | None = None) -> list[RoutingDecision]:
+        """The shared rule on the chosen router's (guarded) estimates; each decision carries the chosen router's
+        ``support_p`` and ``out_of_support``, and its reason says when that router fell back to the prior."""
+        decisions = super().route(X, lam, budget)
+        if self.router_ is None:
+            return decisions
+        p = self.router_.support(X)
+        alpha = self.router_.guard_settings.alpha
+        for decision, value in zip(decisions, p.tolist()):
+            known = not np.isnan(value)
+            decision.metadata["support_p"] = float(value) if known else None
+            decision.metadata["out_of_support"] = bool(known and value < alpha)
+            if decision.metadata["out_of_support"]:
+                decision.reason = (f"out of support of the chosen router {self.chosen_!r} (p = {value:.3g} < α = "
+                                   f"{alpha:g}): it fell back to the training-mean quality of every candidate, "
+                                   "i.e. the best fixed candidate under this λ and budget; " + decision.reason)
+        return decisions
 
     def support(self, X: RouterInput) -> np.ndarray:
         """The chosen router's support p-values (NaN for every query when ``auto`` kept the fixed candidate:

@@ -152,6 +152,15 @@ class Router(ABC):
             X = X.queries
         return self.featurizer_.transform(validate_queries(X))
 
+    @staticmethod
+    def _texts(X: RouterInput) -> list[str] | None:
+        """The query texts of ``X`` (None for a feature matrix)."""
+        if isinstance(X, np.ndarray):
+            return None
+        if isinstance(X, RoutingDataset):
+            return list(X.queries)
+        return validate_queries(X)
+
     def _n_rows(self, X: RouterInput) -> int:
         if isinstance(X, np.ndarray):
             return 1 if X.ndim == 1 else X.shape[0]
@@ -178,7 +187,7 @@ class Router(ABC):
         n = features.shape[0] if features is not None else self._n_rows(X)
         if S.shape != (n, len(self.candidates_)):
             raise RuntimeError(f"{type(self).__name__} predicted shape {S.shape}, expected {(n, len(self.candidates_))}")
-        return apply_guards(self, S, features) if guard else (S, np.full(n, np.nan))
+        return apply_guards(self, S, features, self._texts(X)) if guard else (S, np.full(n, np.nan))
 
     def support(self, X: RouterInput) -> np.ndarray:
         """``(n,)`` conformal p-value of each query's distance from the training data in this router's feature
@@ -187,7 +196,8 @@ class Router(ABC):
 
         self._check_fitted()
         features = self.features(X) if self.uses_features else None
-        return support_p_values(self, features, self._n_rows(X) if features is None else features.shape[0])
+        return support_p_values(self, features, self._n_rows(X) if features is None else features.shape[0],
+                                self._texts(X))
 
     def out_of_support(self, X: RouterInput, alpha: float | None = None) -> np.ndarray:
         """``(n,)`` True where the support p-value is below ``alpha`` (default ``guard_settings.alpha``)."""

@@ -16,7 +16,9 @@ best fixed candidate under the same λ and budget, and :meth:`Router.route` says
 (``metadata["support_p"]``, ``metadata["out_of_support"]``). :func:`force_prior` sends *every* query to the prior
 (the drift monitor of :mod:`rag_routing.routers.drift` uses it).
 
-Online routers (bandits, which keep learning) and routers that read no query features are not guarded.
+Contextual bandits get the support guard (offline estimates and online ``route``/``act``: an out-of-support query
+goes greedily to the prior choice, without exploring) but no shrinkage; routers that read no query features are
+not guarded. With a TF-IDF featurizer the p-value also covers the share of a query's words never seen in training.
 
 Example:
     >>> import numpy as np
@@ -32,6 +34,8 @@ Example:
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +69,8 @@ class GuardSettings:
         shrinkage_folds: folds of that fit (each refits the router once).
         shrinkage_min_rows: fewer training rows than this: no shrinkage (too little to fit it on).
         seed: fold assignment and reference sampling.
+        vocabulary: for a featurizer with a word vocabulary (TF-IDF), also score each query's share of words
+            never seen in training (a query of unknown words maps near the few words it shares).
     """
 
     support: bool = True
@@ -76,6 +82,7 @@ class GuardSettings:
     shrinkage_folds: int = 3
     shrinkage_min_rows: int = 60
     seed: int = 0
+    vocabulary: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 < float(self.alpha) < 1.0:
@@ -116,6 +123,43 @@ def knn_distance(queries: np.ndarray, reference: np.ndarray, k: int, exclude_sel
     return out
 
 
+_WORD = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token pattern
+
+
+def word_set(text: str) -> frozenset[str]:
+    """The lower-cased words (2+ word characters) of ``text``."""
+    return frozenset(_WORD.findall(str(text).lower()))
+
+
+def unknown_share(tokens: Sequence[frozenset[str]], known: set[str] | frozenset[str]) -> np.ndarray:
+    """Share of each text's words not in ``known`` (1 for a text without words: nothing in it is known)."""
+    return np.array([(len(t - known) / len(t)) if t else 1.0 for t in tokens], dtype=np.float64)
+
+
+def conformal_p(calibration: np.ndarray, scores: np.ndarray, tail: float = 0.1) -> np.ndarray:
+    """Split-conformal p-values of ``scores`` against sorted ``calibration`` scores (larger = stranger).
+
+    Within the calibration range this is the usual ``(1 + #{calibration >= s}) / (n + 1)``. Beyond the largest
+    calibration score it would stay at ``1 / (n + 1)`` — above ``alpha = 0.01`` for fewer than 99 calibration rows,
+    so a small training set could never flag anything. There the tail is extrapolated: an exponential fitted to the
+    excesses of the top ``tail`` share of calibration scores over their threshold (peaks over threshold, Pickands
+    1975), ``p = 1/(n+1) · exp(-(s - max) / scale)``."""
+    cal = np.asarray(calibration, dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64)
+    n = cal.size
+    at_least = n - np.searchsorted(cal, s, side="left")
+    p = (1.0 + at_least) / (n + 1.0)
+    beyond = s > cal[-1]
+    if beyond.any():
+        threshold = np.quantile(cal, 1.0 - tail)
+        excess = cal[cal > threshold] - threshold
+        scale = float(excess.mean()) if excess.size else 0.0
+        if scale <= 1e-12:  # no spread in the tail: anything beyond the largest score is as strange as it gets
+            scale = 0.01 * max(float(np.abs(cal).max()), 1.0)
+        p[beyond] = np.exp(-(s[beyond] - cal[-1]) / scale) / (n + 1.0)
+    return p
+
+
 class SupportEstimator:
     """Distance to the training data in a feature space, calibrated into conformal p-values (module docstring).
 
@@ -135,8 +179,13 @@ class SupportEstimator:
     def _prepare(self, F: np.ndarray) -> np.ndarray:
         return (np.asarray(F, dtype=np.float64) - self.center_) / self.scale_
 
-    def fit(self, features: np.ndarray) -> SupportEstimator:
-        """Learn the reference set and the calibration scores from ``(n, d)`` training features."""
+    def fit(self, features: np.ndarray, texts: Sequence[str] | None = None) -> SupportEstimator:
+        """Learn the reference set and the calibration scores from ``(n, d)`` training features.
+
+        ``texts`` (the training queries; given for vocabulary features such as TF-IDF) add a second score: the
+        share of a query's words never seen in training, calibrated the same way (each held-out row against the
+        other folds' vocabulary). A query whose words are mostly unknown projects onto the few known ones, so in
+        TF-IDF space it can look close to the training data; its unknown words cannot."""
         F = np.asarray(features, dtype=np.float64)
         if F.ndim != 2 or F.shape[0] < 3 or not np.isfinite(F).all():
             raise InvalidInputError("a support estimate needs a finite (n >= 3, d) feature matrix")
@@ -149,20 +198,40 @@ class SupportEstimator:
         Z = self._prepare(F)
         rng = np.random.default_rng(self.seed)
         order = rng.permutation(Z.shape[0])
+        tokens = None
+        if texts is not None:
+            tokens = [word_set(t) for t in texts]
+            if len(tokens) != Z.shape[0]:
+                raise InvalidInputError(f"{len(tokens)} texts for {Z.shape[0]} feature rows")
         if Z.shape[0] > self.max_reference:  # split-conformal: score held-out rows against the reference
-            self.reference_ = Z[np.sort(order[: self.max_reference])]
+            ref = np.sort(order[: self.max_reference])
+            self.reference_ = Z[ref]
             held = order[self.max_reference:][: self.max_calibration]
             calibration = knn_distance(Z[held], self.reference_, self.k)
+            if tokens is not None:
+                known = set().union(*(tokens[i] for i in ref))
+                novelty = unknown_share([tokens[i] for i in held], known)
         else:  # cross-fitted: every row against the other folds (a slightly smaller reference: conservative)
             self.reference_ = Z
             folds = np.empty(Z.shape[0], dtype=np.int64)
             folds[order] = np.arange(Z.shape[0]) % min(self.n_folds, Z.shape[0])
             calibration = np.empty(Z.shape[0])
+            novelty = np.empty(Z.shape[0])
             for f in np.unique(folds):
                 held = folds == f
                 calibration[held] = knn_distance(Z[held], Z[~held], self.k)
+                if tokens is not None:
+                    known = set().union(*(tokens[i] for i in np.flatnonzero(~held)))
+                    novelty[held] = unknown_share([tokens[i] for i in np.flatnonzero(held)], known)
         self.calibration_ = np.sort(calibration)
+        if tokens is not None:
+            self.vocabulary_ = set().union(*tokens)
+            self.novelty_calibration_ = np.sort(novelty)
         return self
+
+    @property
+    def uses_vocabulary(self) -> bool:
+        return getattr(self, "novelty_calibration_", None) is not None
 
     @property
     def is_fitted(self) -> bool:
@@ -180,17 +249,27 @@ class SupportEstimator:
                                     f"{self.reference_.shape[1]} dimensions")
         return knn_distance(self._prepare(F), self.reference_, self.k)
 
-    def p_values(self, features: np.ndarray) -> np.ndarray:
-        """Conformal p-value per row: ``(1 + #{calibration scores >= score}) / (n_calibration + 1)``."""
-        s = self.scores(features)
-        at_least = self.calibration_.size - np.searchsorted(self.calibration_, s, side="left")
-        return (1.0 + at_least) / (self.calibration_.size + 1.0)
+    def p_values(self, features: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
+        """Conformal p-value per row: ``(1 + #{calibration scores >= score}) / (n_calibration + 1)``, with the
+        tail beyond the largest calibration score extrapolated (:func:`conformal_p`). With a vocabulary (fitted
+        with ``texts``) and ``texts`` given, the smaller of the distance and unknown-word p-values, doubled
+        (Bonferroni: in distribution still at most about ``alpha`` flagged)."""
+        p = conformal_p(self.calibration_, self.scores(features))
+        if texts is not None and self.uses_vocabulary:
+            novelty = unknown_share([word_set(t) for t in texts], self.vocabulary_)
+            if novelty.shape != p.shape:
+                raise InvalidInputError(f"{novelty.size} texts for {p.size} feature rows")
+            p = np.minimum(1.0, 2.0 * np.minimum(p, conformal_p(self.novelty_calibration_, novelty)))
+        return p
 
     def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        arrays = {"center": self.center_, "scale": self.scale_, "reference": self.reference_.astype(np.float32),
+                  "calibration": self.calibration_}
+        if self.uses_vocabulary:
+            arrays["vocabulary"] = np.array(sorted(self.vocabulary_), dtype=str)
+            arrays["novelty_calibration"] = self.novelty_calibration_
         return ({"k": self.k, "n_folds": self.n_folds, "max_reference": self.max_reference,
-                 "max_calibration": self.max_calibration, "seed": self.seed},
-                {"center": self.center_, "scale": self.scale_, "reference": self.reference_.astype(np.float32),
-                 "calibration": self.calibration_})
+                 "max_calibration": self.max_calibration, "seed": self.seed}, arrays)
 
     @classmethod
     def from_state(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> SupportEstimator:
@@ -201,6 +280,9 @@ class SupportEstimator:
         est.calibration_ = np.asarray(arrays["calibration"], dtype=np.float64)
         if est.reference_.ndim != 2 or est.center_.shape != (est.reference_.shape[1],):
             raise CorruptStateError("saved support estimate has mismatched shapes")
+        if "novelty_calibration" in arrays:
+            est.vocabulary_ = {str(w) for w in np.asarray(arrays.get("vocabulary", [])).tolist()}
+            est.novelty_calibration_ = np.asarray(arrays["novelty_calibration"], dtype=np.float64)
         return est
 
 
@@ -219,11 +301,23 @@ class GuardState:
 
 
 def guarded(router: Router) -> bool:
-    """Whether ``router`` gets the support/shrinkage guards: it reads query features and is not a bandit (a
-    bandit keeps learning online and explores on purpose)."""
+    """Whether ``router`` gets the support guard: it reads query features (contextual bandits included: their
+    linear model extrapolates as freely as any regression)."""
+    return bool(router.uses_features)
+
+
+def is_bandit(router: Router) -> bool:
+    """Bandits keep learning online: they get the support guard but no shrinkage fitted once at ``fit``."""
     from rag_routing.routers.bandits.base import BanditRouter
 
-    return bool(router.uses_features) and not isinstance(router, BanditRouter)
+    return isinstance(router, BanditRouter)
+
+
+def has_vocabulary(router: Router) -> bool:
+    """Whether the router's featurizer is built on a word vocabulary (TF-IDF): then the support estimate also
+    scores the share of unknown words (:meth:`SupportEstimator.fit`)."""
+    return bool(router.guard_settings.vocabulary) and \
+        getattr(getattr(router, "featurizer_", None), "vocabulary_", None) is not None
 
 
 def prior_quality(dataset: RoutingDataset) -> np.ndarray:
@@ -237,9 +331,11 @@ def fit_guards(router: Router, features: np.ndarray | None, dataset: RoutingData
     state = GuardState(prior=prior_quality(dataset), candidates=list(dataset.candidates))
     if guarded(router) and features is not None:
         if settings.support and len(dataset) >= 3:
+            texts = list(dataset.queries) if has_vocabulary(router) else None
             state.support = SupportEstimator(k=settings.k, n_folds=settings.n_folds,
-                                             max_reference=settings.max_reference, seed=settings.seed).fit(features)
-        if settings.shrinkage:
+                                             max_reference=settings.max_reference,
+                                             seed=settings.seed).fit(features, texts)
+        if settings.shrinkage and not is_bandit(router):
             from rag_routing.routers.shrinkage import fit_shrinkage
 
             state.shrinkage = fit_shrinkage(router, features, dataset, settings, state.notes)
@@ -250,19 +346,22 @@ def guard_state(router: Router) -> GuardState | None:
     return getattr(router, "guards_", None)
 
 
-def support_p_values(router: Router, features: np.ndarray | None, n: int) -> np.ndarray:
-    """``(n,)`` p-values; NaN where the router has no support estimate."""
+def support_p_values(router: Router, features: np.ndarray | None, n: int,
+                     texts: Sequence[str] | None = None) -> np.ndarray:
+    """``(n,)`` p-values; NaN where the router has no support estimate. ``texts`` (the queries, when known) add
+    the unknown-word score of a vocabulary featurizer."""
     state = guard_state(router)
     if state is None or state.support is None or features is None:
         return np.full(n, np.nan)
-    return state.support.p_values(features)
+    return state.support.p_values(features, texts)
 
 
-def apply_guards(router: Router, S: np.ndarray, features: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def apply_guards(router: Router, S: np.ndarray, features: np.ndarray | None,
+                 texts: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The shared path: shrink, then replace out-of-support (or all, when forced) rows by the prior.
 
     Returns ``(quality, p_values)`` (p-values NaN where unknown)."""
-    p = support_p_values(router, features, S.shape[0])
+    p = support_p_values(router, features, S.shape[0], texts)
     state = guard_state(router)
     if state is None:
         return S, p
@@ -354,5 +453,6 @@ def with_settings(router: Router, **changes: Any) -> Router:
 
 
 __all__ = ["GuardSettings", "GuardState", "SupportEstimator", "knn_distance", "fit_guards", "apply_guards",
-           "annotate", "force_prior", "guarded", "prior_quality", "support_p_values", "guards_to_state",
+           "annotate", "force_prior", "guarded", "is_bandit", "has_vocabulary", "conformal_p", "word_set",
+           "unknown_share", "prior_quality", "support_p_values", "guards_to_state",
            "guards_from_state", "with_settings"]

@@ -33,7 +33,7 @@ def test_conformal_p_values_are_calibrated_in_distribution():
     for alpha in (0.05, 0.1, 0.2):  # conservative: at most about alpha flagged
         assert (p < alpha).mean() <= alpha + 0.02
     far = est.p_values(rng.normal(loc=3.0, size=(50, 6)))
-    assert np.allclose(far, 1 / 501)
+    assert (far <= 1 / 501).all() and (far > 0).all()  # beyond every calibration score: the extrapolated tail
 
 
 def test_split_conformal_beyond_max_reference():
@@ -117,9 +117,8 @@ def test_added_candidate_stays_unguarded_but_known_ones_fall_back(data):
 
 def test_not_guarded_routers():
     train = task(100, axis=0, seed=5)
-    for name in ("best", "random", "linucb"):
-        router = create_router(name, featurizer=featurizer()) if name == "linucb" else create_router(name)
-        router.fit(train)
+    for name in ("best", "random", "epsilon_greedy"):  # no query features: nothing to be out of
+        router = create_router(name).fit(train)
         assert np.isnan(router.support(train)).all()
 
 

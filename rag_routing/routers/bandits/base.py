@@ -255,16 +255,35 @@ class BanditRouter(Router):
             chosen[rows], propensity[rows] = self._policy(state, sub, C[rows], float(lam), feasible[rows])
         return chosen, propensity, feasible
 
+    def _support_fallback(self, X: RouterInput, S: np.ndarray, lam: float, feasible: np.ndarray,
+                          chosen: np.ndarray, propensity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Out-of-support queries (:mod:`rag_routing.routers.support`) go greedily, without exploring, to the
+        prior choice: every candidate's training-mean quality under the same λ and budget. Changes ``chosen``
+        and ``propensity`` in place; returns ``(estimates with the prior in those rows, p-values)``."""
+        from rag_routing.routers.support import apply_guards
+
+        if not self.uses_features:
+            return S, np.full(S.shape[0], np.nan)
+        S_guarded, p = apply_guards(self, S, self.features(X), self._texts(X))
+        out = (np.nan_to_num(p, nan=1.0) < self.guard_settings.alpha) & feasible.any(axis=1)
+        if out.any():
+            C = np.broadcast_to(self.mean_cost_, S.shape)
+            chosen[out] = argmax_utility(S_guarded, C, lam, feasible)[out]
+            propensity[out] = 1.0
+        return S_guarded, p
+
     def act(self, X: RouterInput, lam: float | None = None,
             budget: float | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Exploring choice per query and the probability the policy gave it, without remembering anything
         (the fast path of :func:`~rag_routing.evaluation.replay.replay`; pair it with :meth:`learn`)."""
         self._check_fitted()
         ctx, n = self._inputs(X)
+        lam = self.lam if lam is None else lam
         with self._lock:
-            chosen, propensity, _ = self._choose(self._current_state(), ctx, n,
-                                                 self.lam if lam is None else lam,
-                                                 self.budget if budget is None else budget)
+            state = self._current_state()
+            chosen, propensity, feasible = self._choose(state, ctx, n, lam, self.budget if budget is None else budget)
+            S = self._estimate(state, ctx, n)
+        self._support_fallback(X, S, float(lam), feasible, chosen, propensity)
         return chosen, propensity
 
     def route(self, X: RouterInput, lam: float | None = None,
@@ -281,7 +300,8 @@ class BanditRouter(Router):
         with self._lock:
             state = self._current_state()
             chosen, propensity, feasible = self._choose(state, ctx, n, lam, budget)
-            S = self._estimate(state, ctx, n)
+            S, p = self._support_fallback(X, self._estimate(state, ctx, n), float(lam), feasible, chosen,
+                                          propensity)
             C = np.broadcast_to(self.mean_cost_, S.shape)
             greedy = argmax_utility(S, C, lam, feasible)
             budgets = None if budget is None else np.broadcast_to(np.asarray(budget, dtype=float), (n,))
@@ -305,7 +325,9 @@ class BanditRouter(Router):
                     j, None if ctx is None else ctx[row].copy(), float(propensity[row]), float(lam),
                     float(C[row, j]), self._pending.clock()))
                 decisions.append(decision)
-        return decisions
+        from rag_routing.routers.support import annotate
+
+        return annotate(self, decisions, p)
 
     # ------------------------------------------------------------------ feedback
     @property
