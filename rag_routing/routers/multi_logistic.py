@@ -1,14 +1,16 @@
-"""Many L2-regularised logistic regressions on one shared sparse design matrix, fitted together.
+"""Many L2-regularised logistic regressions on one shared sparse design matrix.
 
-``tfidf_lr`` needs one logistic regression per candidate on the same TF-IDF rows. Fitting them one by one
-(scikit-learn) reads the large sparse matrix once per candidate per iteration and copies the rows each candidate
-knows. Here the candidates' problems are stacked into one objective (they are independent, so its optimum is
-each one's optimum) and solved by L-BFGS-B with the same objective and stopping rule as scikit-learn's
-``LogisticRegression(solver="lbfgs")``: per candidate, the weighted mean log-loss plus ``||w||² / (2 C S)`` (``S``
-the candidate's total weight), unpenalised intercept, ``gtol = tol``. Each iteration is one sparse-times-dense
-product ``X @ W`` and one ``X.T @ R`` for all candidates of a group. Soft targets in [0, 1] are the exact
-equivalent of the weighted duplicated rows a fractional outcome used to need; unknown outcomes (NaN) weigh 0.
-Candidates are solved in groups sized so the optimiser's history stays within ``memory_bytes``.
+``tfidf_lr`` needs one logistic regression per candidate on the same TF-IDF rows. scikit-learn fits need each
+candidate's known rows copied out (and a fractional outcome's row duplicated with two weights). Here every
+candidate reads the one shared matrix ``X`` (and ``X.T``): unknown outcomes (NaN) weigh 0 and a soft target in
+[0, 1] is the exact equivalent of the duplicated rows. The solver is L-BFGS-B with scikit-learn's
+``LogisticRegression(solver="lbfgs")`` objective and stopping rule: per candidate, the weighted mean log-loss
+plus ``||w||² / (2 C S)`` (``S`` the candidate's total weight), unpenalised intercept, ``gtol = tol``.
+
+``together`` candidates are stacked into one multi-output problem (independent, so the optimum is each one's):
+one ``X @ W`` and one ``X.T @ R`` per iteration for the group. Measured on 20,000 synthetic rows x 10
+candidates, the joint solve took 2.3x longer than one solve per candidate (its iterations follow the
+worst-conditioned candidate), so the default is ``together=1``.
 
 Example:
     >>> import numpy as np, scipy.sparse as sp
@@ -24,10 +26,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-#: Vectors L-BFGS-B keeps per parameter (2 x 10 history pairs plus its work vectors).
-_LBFGS_VECTORS = 24
-
 
 def _logit(p: float) -> float:
     p = min(max(p, 1e-6), 1 - 1e-6)
@@ -59,7 +57,7 @@ def _solve_group(X: Any, XT: Any, Y: np.ndarray, C: float, max_iter: int, tol: f
 
 
 def fit_logistic_columns(X: Any, Y: np.ndarray, C: float, max_iter: int = 3000, tol: float = 1e-4,
-                         memory_bytes: int = 256 * 2**20) -> tuple[np.ndarray, np.ndarray]:
+                         together: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """``(coef (m, d), intercept (m,))``: one logistic regression per column of ``Y`` (targets in [0, 1], NaN =
     unknown) on the rows of the sparse matrix ``X``. A column with no known outcome gets zeros; one whose known
     outcomes are all equal gets that constant as its intercept (as before)."""
@@ -81,7 +79,7 @@ def fit_logistic_columns(X: Any, Y: np.ndarray, C: float, max_iter: int = 3000, 
     if not solve:
         return coef, intercept
     XT = X.T.tocsr()
-    group = int(max(1, min(len(solve), memory_bytes // (_LBFGS_VECTORS * 8 * max(1, d)))))
+    group = max(1, min(len(solve), int(together)))
     for start in range(0, len(solve), group):
         cols = solve[start : start + group]
         coef[cols], intercept[cols] = _solve_group(X, XT, Y[:, cols], C, max_iter, tol)

@@ -43,9 +43,9 @@ class TfidfLogisticRouter(Router):
     * One L2-regularised logistic regression (inverse strength ``C``) per candidate, fitted on the queries
       whose outcome for it is known (NaN rows are left out, never read as 0). Outcomes are first mapped to
       [0, 1]; a fractional outcome ``y`` counts as a right answer with weight ``y`` and a wrong one with
-      weight ``1 - y``. A candidate whose known outcomes are all the same gets that constant. All candidates
-      are fitted in one multi-output L-BFGS problem (:mod:`rag_routing.routers.multi_logistic`), the same
-      objective and stopping rule as scikit-learn's ``LogisticRegression``.
+      weight ``1 - y``. A candidate whose known outcomes are all the same gets that constant. The fits share
+      one sparse matrix (:mod:`rag_routing.routers.multi_logistic`), with scikit-learn's
+      ``LogisticRegression`` objective and stopping rule.
     * Predictions are mapped back to the outcomes' scale.
 
     Example:
@@ -144,7 +144,7 @@ class TfidfLogisticRouter(Router):
         self._check_params()
         Y, self.quality_low_, self.quality_high_ = scaled_targets(dataset.quality)
         X = self._fit_vectorizers(list(dataset.queries))
-        # One multi-output fit (all candidates share X): the same optimum as one scikit-learn fit per candidate.
+        # All candidates read one shared X (no copied rows): the same optimum as one scikit-learn fit each.
         self.coef_, self.intercept_ = fit_logistic_columns(X, Y, self.C, self.max_iter)
 
     # ------------------------------------------------------------------ prediction

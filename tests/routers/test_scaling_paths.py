@@ -149,14 +149,14 @@ def test_multi_output_logistic_matches_one_sklearn_fit_per_column():
     assert np.all(coef[3] == 0) and intercept[3] > 10
 
 
-def test_multi_output_groups_give_the_same_coefficients():
+def test_joint_multi_output_solve_gives_the_same_coefficients():
     from scipy import sparse
 
     rng = np.random.default_rng(2)
     X = sparse.random(200, 30, density=0.2, random_state=2, format="csr")
     Y = (rng.random((200, 5)) < 0.5).astype(float)
-    together = fit_logistic_columns(X, Y, C=1.0, tol=1e-8)
-    one_by_one = fit_logistic_columns(X, Y, C=1.0, tol=1e-8, memory_bytes=1)  # groups of one column
+    together = fit_logistic_columns(X, Y, C=1.0, tol=1e-8, together=5)  # one multi-output problem
+    one_by_one = fit_logistic_columns(X, Y, C=1.0, tol=1e-8)
     assert np.allclose(together[0], one_by_one[0], atol=1e-4) and np.allclose(together[1], one_by_one[1], atol=1e-4)
 
 
