@@ -239,10 +239,9 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         try:
             pricing, unpriced_ok = _priced(ledger, model, recorder)
             # Priced first: an unknown price raises UnknownPriceError before anything is reserved or run.
-            estimate = ledger.estimate_call(model, count_tokens(opened.prompt, model),
-                                            _output_tokens(payload or {}), pricing=pricing,
-                                            allow_unpriced=unpriced_ok)
-            reservation = ledger.reserve(*estimate.amounts().as_tuple(), label=f"generation/{model}")
+            reservation = ledger.reserve_call(model, count_tokens(opened.prompt, model),
+                                              _output_tokens(payload or {}), pricing=pricing,
+                                              allow_unpriced=unpriced_ok, label=f"generation/{model}")
         except BaseException:
             with self._lock:
                 self._span_of.pop(event_id, None)
