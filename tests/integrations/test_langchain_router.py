@@ -122,6 +122,12 @@ def test_query_is_read_from_many_input_shapes(router: KNNRouter, toy_dataset: An
     assert node.invoke({"input": MATH}) == "L"
     assert RouterRunnable(router, node.runnables, input_key="text").invoke({"text": MATH}) == "L"
     assert RouterRunnable(router, node.runnables, query=lambda x: x[1]).invoke((0, MATH)) == "L"
+    # what a chat model accepts: ("role", text) tuples and role dicts; the last human message is routed
+    assert node.invoke([("system", "solve integrals"), ("human", CHAT)]) == "S"
+    assert node.invoke([("human", MATH)]) == "L"
+    assert node.invoke([{"role": "user", "content": MATH}]) == "L"
+    with pytest.raises(InvalidInputError, match="chat messages"):
+        node.invoke([("nobody", MATH)])
     with pytest.raises(InvalidInputError, match="input_key"):
         node.invoke({"other": MATH})
     with pytest.raises(InvalidInputError):

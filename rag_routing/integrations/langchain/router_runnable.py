@@ -44,7 +44,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import BaseMessage, convert_to_messages
 from langchain_core.prompt_values import ChatPromptValue, PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.base import coerce_to_runnable
@@ -188,6 +188,14 @@ class RouterRunnable(Runnable[Any, Any]):
             value = _message_text(input)
         elif isinstance(input, list) and input and all(isinstance(m, BaseMessage) for m in input):
             value = _last_human(input)
+        elif isinstance(input, (list, tuple)) and input:
+            # What a chat model accepts: ("human", "...") tuples, {"role": "user", ...} dicts, strings.
+            try:
+                messages = convert_to_messages(list(input))
+            except (ValueError, TypeError, NotImplementedError) as exc:
+                raise InvalidInputError(f"cannot read chat messages from the input ({exc}); pass a string, "
+                                        "messages, or query=lambda x: ...") from exc
+            value = _last_human(messages)
         elif isinstance(input, Mapping):
             keys = [self.input_key] if self.input_key else [k for k in _QUERY_KEYS if k in input]
             if not keys or keys[0] not in input:
