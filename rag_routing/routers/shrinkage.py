@@ -162,10 +162,9 @@ def fit_shrinkage(router: Router, features: np.ndarray, dataset: RoutingDataset,
     """Fit the shrinkage of a freshly fitted ``router`` (``None``: raw estimates are kept; ``notes`` says why)."""
     from rag_routing.routers.support import prior_quality
 
-    if callable(getattr(router, "update", None)):
-        notes.append(f"no shrinkage: {type(router).__name__} keeps learning online (update), so weights fitted "
-                     "now would hide what it learns later")
-        return None
+    if callable(getattr(router, "update", None)):  # fitted for what it knows now; dropped once it learns more
+        notes.append(f"{type(router).__name__} keeps learning online (update): its shrinkage holds until the "
+                     "first update, which drops it (weights fitted now would hide what it learns later)")
     if len(dataset) < settings.shrinkage_min_rows:
         notes.append(f"no shrinkage: {len(dataset)} training rows < {settings.shrinkage_min_rows}")
         return None
@@ -199,3 +198,15 @@ def fit_shrinkage(router: Router, features: np.ndarray, dataset: RoutingDataset,
 
 
 __all__ = ["Shrinkage", "fit_shrinkage", "fit_weights", "out_of_fold", "routing_score", "query_utilities", "real_gain"]
+
+
+def learning_version(router: Router) -> float | None:
+    """How much an online router has learned (observations of a bandit, rows of a memory router); ``None`` for
+    a router that does not learn after ``fit``. A change since ``fit`` drops the shrinkage fitted then."""
+    from rag_routing.routers.support import is_bandit
+
+    if is_bandit(router):
+        state = router._current_state()  # type: ignore[attr-defined]
+        return float(np.asarray(state.get("counts", 0.0)).sum())
+    rows = getattr(router, "train_quality_", None)
+    return None if rows is None or not callable(getattr(router, "update", None)) else float(len(rows))

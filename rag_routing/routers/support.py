@@ -17,7 +17,8 @@ best fixed candidate under the same λ and budget, and :meth:`Router.route` says
 (the drift monitor of :mod:`rag_routing.routers.drift` uses it).
 
 Contextual bandits get the support guard (offline estimates and online ``route``/``act``: an out-of-support query
-goes greedily to the prior choice, without exploring) but no shrinkage; routers that read no query features are
+goes greedily to the prior choice, without exploring), with their own confidence width as a second score; routers
+that learn online (bandits, Elo, memory routers) keep their shrinkage until their first update; routers that read no query features are
 not guarded. With a TF-IDF featurizer the p-value also covers the share of a query's words never seen in training.
 
 Example:
@@ -52,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 #: Rows handled per block of the pairwise-distance computation (bounds memory at ~ CHUNK x reference floats).
 CHUNK = 1024
+#: Widest feature space in which a linear bandit's confidence width joins the support score (a d x d inverse).
+MAX_RIDGE_DIM = 2048
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,16 @@ def conformal_p(calibration: np.ndarray, scores: np.ndarray, tail: float = 0.1) 
     return p
 
 
+def ridge_inverse(Z: np.ndarray, ridge: float) -> np.ndarray:
+    """``(ridge·I + ZᵀZ)⁻¹``: the inverse design matrix of a ridge regression on ``Z`` (LinUCB's ``A⁻¹``)."""
+    return np.linalg.inv(ridge * np.eye(Z.shape[1]) + Z.T @ Z)
+
+
+def ridge_leverage(Q: np.ndarray, inverse: np.ndarray) -> np.ndarray:
+    """``xᵀA⁻¹x`` per row: the squared confidence width of a linear model at ``x`` (Li et al. 2010)."""
+    return np.einsum("ij,jk,ik->i", Q, inverse, Q)
+
+
 class SupportEstimator:
     """Distance to the training data in a feature space, calibrated into conformal p-values (module docstring).
 
@@ -169,12 +182,16 @@ class SupportEstimator:
         max_reference: at most this many training rows are kept as the reference set; the rows left out
             are the calibration set (plain split-conformal).
         seed: folds and sampling.
+        ridge: also score each query's ridge leverage ``xᵀ(ridge·I + XᵀX)⁻¹x`` — a linear model's own predictive
+            uncertainty (LinUCB's confidence width, Thompson's posterior variance) — calibrated on held-out
+            folds like the distance; the p-value is then the smallest of the scores' p-values times their number.
     """
 
     def __init__(self, k: int = 5, n_folds: int = 5, max_reference: int = 5000, max_calibration: int = 2000,
-                 seed: int = 0):
+                 seed: int = 0, ridge: float | None = None):
         self.k, self.n_folds, self.max_reference = int(k), int(n_folds), int(max_reference)
         self.max_calibration, self.seed = int(max_calibration), int(seed)
+        self.ridge = None if ridge is None else float(ridge)
 
     def _prepare(self, F: np.ndarray) -> np.ndarray:
         return (np.asarray(F, dtype=np.float64) - self.center_) / self.scale_
@@ -196,6 +213,9 @@ class SupportEstimator:
             std = F.std(axis=0)
             self.center_, self.scale_ = F.mean(axis=0), np.where(std > 1e-12, std, 1.0)
         Z = self._prepare(F)
+        # The leverage is taken about the training mean (a bandit's PCA context is centred the same way).
+        self.leverage_center_ = Z.mean(axis=0)
+        L = Z - self.leverage_center_
         rng = np.random.default_rng(self.seed)
         order = rng.permutation(Z.shape[0])
         tokens = None
@@ -208,6 +228,8 @@ class SupportEstimator:
             self.reference_ = Z[ref]
             held = order[self.max_reference:][: self.max_calibration]
             calibration = knn_distance(Z[held], self.reference_, self.k)
+            if self.ridge is not None:
+                leverage = ridge_leverage(L[held], ridge_inverse(L[ref], self.ridge))
             if tokens is not None:
                 known = set().union(*(tokens[i] for i in ref))
                 novelty = unknown_share([tokens[i] for i in held], known)
@@ -216,10 +238,12 @@ class SupportEstimator:
             folds = np.empty(Z.shape[0], dtype=np.int64)
             folds[order] = np.arange(Z.shape[0]) % min(self.n_folds, Z.shape[0])
             calibration = np.empty(Z.shape[0])
-            novelty = np.empty(Z.shape[0])
+            novelty, leverage = np.empty(Z.shape[0]), np.empty(Z.shape[0])
             for f in np.unique(folds):
                 held = folds == f
                 calibration[held] = knn_distance(Z[held], Z[~held], self.k)
+                if self.ridge is not None:
+                    leverage[held] = ridge_leverage(L[held], ridge_inverse(L[~held], self.ridge))
                 if tokens is not None:
                     known = set().union(*(tokens[i] for i in np.flatnonzero(~held)))
                     novelty[held] = unknown_share([tokens[i] for i in np.flatnonzero(held)], known)
@@ -227,6 +251,9 @@ class SupportEstimator:
         if tokens is not None:
             self.vocabulary_ = set().union(*tokens)
             self.novelty_calibration_ = np.sort(novelty)
+        if self.ridge is not None:
+            self.inverse_ = ridge_inverse(L, self.ridge)
+            self.leverage_calibration_ = np.sort(leverage)
         return self
 
     @property
@@ -254,32 +281,43 @@ class SupportEstimator:
         tail beyond the largest calibration score extrapolated (:func:`conformal_p`). With a vocabulary (fitted
         with ``texts``) and ``texts`` given, the smaller of the distance and unknown-word p-values, doubled
         (Bonferroni: in distribution still at most about ``alpha`` flagged)."""
-        p = conformal_p(self.calibration_, self.scores(features))
+        p = [conformal_p(self.calibration_, self.scores(features))]
+        if getattr(self, "leverage_calibration_", None) is not None:
+            F = np.asarray(features, dtype=np.float64)
+            p.append(conformal_p(self.leverage_calibration_, ridge_leverage(
+                self._prepare(F.reshape(-1, F.shape[-1])) - self.leverage_center_, self.inverse_)))
         if texts is not None and self.uses_vocabulary:
             novelty = unknown_share([word_set(t) for t in texts], self.vocabulary_)
-            if novelty.shape != p.shape:
-                raise InvalidInputError(f"{novelty.size} texts for {p.size} feature rows")
-            p = np.minimum(1.0, 2.0 * np.minimum(p, conformal_p(self.novelty_calibration_, novelty)))
-        return p
+            if novelty.shape != p[0].shape:
+                raise InvalidInputError(f"{novelty.size} texts for {p[0].size} feature rows")
+            p.append(conformal_p(self.novelty_calibration_, novelty))
+        return np.minimum(1.0, len(p) * np.min(p, axis=0))
 
     def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         arrays = {"center": self.center_, "scale": self.scale_, "reference": self.reference_.astype(np.float32),
                   "calibration": self.calibration_}
+        if getattr(self, "leverage_calibration_", None) is not None:
+            arrays["inverse"], arrays["leverage_calibration"] = self.inverse_, self.leverage_calibration_
+            arrays["leverage_center"] = self.leverage_center_
         if self.uses_vocabulary:
             arrays["vocabulary"] = np.array(sorted(self.vocabulary_), dtype=str)
             arrays["novelty_calibration"] = self.novelty_calibration_
         return ({"k": self.k, "n_folds": self.n_folds, "max_reference": self.max_reference,
-                 "max_calibration": self.max_calibration, "seed": self.seed}, arrays)
+                 "max_calibration": self.max_calibration, "seed": self.seed, "ridge": self.ridge}, arrays)
 
     @classmethod
     def from_state(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> SupportEstimator:
-        est = cls(**{k: int(v) for k, v in config.items()})
+        est = cls(**{k: (None if v is None else float(v)) if k == "ridge" else int(v) for k, v in config.items()})
         est.center_ = np.asarray(arrays["center"], dtype=np.float64)
         est.scale_ = np.asarray(arrays["scale"], dtype=np.float64)
         est.reference_ = np.asarray(arrays["reference"], dtype=np.float64)
         est.calibration_ = np.asarray(arrays["calibration"], dtype=np.float64)
         if est.reference_.ndim != 2 or est.center_.shape != (est.reference_.shape[1],):
             raise CorruptStateError("saved support estimate has mismatched shapes")
+        if "leverage_calibration" in arrays:
+            est.inverse_ = np.asarray(arrays["inverse"], dtype=np.float64)
+            est.leverage_calibration_ = np.asarray(arrays["leverage_calibration"], dtype=np.float64)
+            est.leverage_center_ = np.asarray(arrays["leverage_center"], dtype=np.float64)
         if "novelty_calibration" in arrays:
             est.vocabulary_ = {str(w) for w in np.asarray(arrays.get("vocabulary", [])).tolist()}
             est.novelty_calibration_ = np.asarray(arrays["novelty_calibration"], dtype=np.float64)
@@ -298,6 +336,9 @@ class GuardState:
     #: True: every query goes to the prior (set by :func:`force_prior`, e.g. by a drift alarm).
     forced: bool = False
     notes: list[str] = field(default_factory=list)
+    #: What an online router had learned when the shrinkage was fitted (:func:`~rag_routing.routers.shrinkage.
+    #: learning_version`); once it has learned more, the shrinkage no longer applies.
+    version: float | None = None
 
 
 def guarded(router: Router) -> bool:
@@ -332,13 +373,18 @@ def fit_guards(router: Router, features: np.ndarray | None, dataset: RoutingData
     if guarded(router) and features is not None:
         if settings.support and len(dataset) >= 3:
             texts = list(dataset.queries) if has_vocabulary(router) else None
+            # A linear bandit's own uncertainty: its confidence width, with its own regularisation.
+            ridge = getattr(router, "regularization", None) if is_bandit(router) else None
+            if ridge is not None and features.shape[1] > MAX_RIDGE_DIM:
+                ridge = None
             state.support = SupportEstimator(k=settings.k, n_folds=settings.n_folds,
-                                             max_reference=settings.max_reference,
-                                             seed=settings.seed).fit(features, texts)
-        if settings.shrinkage and not is_bandit(router):
-            from rag_routing.routers.shrinkage import fit_shrinkage
+                                             max_reference=settings.max_reference, seed=settings.seed,
+                                             ridge=ridge).fit(features, texts)
+        if settings.shrinkage:
+            from rag_routing.routers.shrinkage import fit_shrinkage, learning_version
 
             state.shrinkage = fit_shrinkage(router, features, dataset, settings, state.notes)
+            state.version = learning_version(router)
     router.guards_ = state
 
 
@@ -371,12 +417,20 @@ def apply_guards(router: Router, S: np.ndarray, features: np.ndarray | None,
     cols = np.array([at.get(c, -1) for c in names])
     known = cols >= 0
     S = np.array(S, dtype=np.float64)
-    if state.shrinkage is not None and known.any():
+    if state.shrinkage is not None and known.any() and not _learned_since_fit(router, state):
         S[:, known] = state.shrinkage.apply(S[:, known], cols[known])
     out = (p < router.guard_settings.alpha) if not state.forced else np.ones(S.shape[0], dtype=bool)
     if out.any() and known.any():
         S[np.ix_(out, np.flatnonzero(known))] = state.prior[cols[known]]
     return S, p
+
+
+def _learned_since_fit(router: Router, state: GuardState) -> bool:
+    if state.version is None:
+        return False
+    from rag_routing.routers.shrinkage import learning_version
+
+    return learning_version(router) != state.version
 
 
 def annotate(router: Router, decisions: list[RoutingDecision], p: np.ndarray) -> list[RoutingDecision]:
@@ -415,6 +469,7 @@ def guards_to_state(router: Router) -> tuple[dict[str, Any], dict[str, np.ndarra
         return config, {}
     arrays: dict[str, np.ndarray] = {"prior": state.prior}
     config["forced"], config["candidates"] = state.forced, list(state.candidates)
+    config["version"] = state.version
     if state.support is not None:
         s_config, s_arrays = state.support.get_state()
         config["support"] = s_config
@@ -434,7 +489,8 @@ def guards_from_state(router: Router, config: dict[str, Any] | None, arrays: dic
     if "prior" not in arrays:
         return
     state = GuardState(prior=np.asarray(arrays["prior"], dtype=np.float64), forced=bool(config.get("forced")),
-                       candidates=[str(c) for c in config.get("candidates", router.candidates_)])
+                       candidates=[str(c) for c in config.get("candidates", router.candidates_)],
+                       version=None if config.get("version") is None else float(config["version"]))
     part = {k[len("support."):]: v for k, v in arrays.items() if k.startswith("support.")}
     if "support" in config:
         state.support = SupportEstimator.from_state(config["support"], part)

@@ -113,3 +113,17 @@ def test_auto_kept_fixed_has_no_support():
     assert auto.chosen_ == "fixed"
     decision = auto.route(["q1"], lam=0.0)[0]
     assert decision.metadata["support_p"] is None and not decision.metadata["out_of_support"]
+
+
+def test_online_learning_drops_the_shrinkage_fitted_at_fit():
+    from rag_routing.routers.support import _learned_since_fit
+
+    train = task(300, axis=0, seed=0)
+    router = create_router("linucb", featurizer=featurizer()).fit(train)
+    state = router.guards_
+    assert state.version == pytest.approx(np.isfinite(train.quality).sum())
+    assert not _learned_since_fit(router, state)
+    batch = task(5, axis=0, seed=9)
+    router.learn(batch, [2] * 5, quality=np.ones(5), cost=np.full(5, COST[2]))
+    assert _learned_since_fit(router, state)
+    np.testing.assert_allclose(router.predict_quality(batch), router.predict_raw_quality(batch))
