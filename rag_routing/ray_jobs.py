@@ -31,7 +31,9 @@ Example (starts a local Ray, ~15 s):
 
 from __future__ import annotations
 
+import functools
 import math
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -136,6 +138,38 @@ def _benchmark_row(job: Callable[[Any], Any], item: Any) -> Any:
             return failure
 
 
+class _RebuiltFeaturizerJob:
+    """A benchmark job whose featurizer cannot be pickled (a loaded MiniLM holds locks) travels as its state
+    (:meth:`get_state`) and is rebuilt once per worker process, as :func:`featurize_on_ray` does."""
+
+    _rebuilt: dict[str, Any] = {}  # per worker process (Ray reuses them across tasks): token -> featurizer
+
+    def __init__(self, job: functools.partial, featurizer: Any):
+        self.job = functools.partial(job.func, *job.args, **dict(job.keywords, featurizer=None))
+        self.state, self.token = featurizer.get_state(), uuid.uuid4().hex
+
+    def __call__(self, item: Any) -> Any:
+        from rag_routing.embeddings import featurizer_from_state
+
+        key = self.token
+        if key not in self._rebuilt:
+            self._rebuilt.clear()
+            self._rebuilt[key] = featurizer_from_state(*self.state)
+        return self.job(item, featurizer=self._rebuilt[key])
+
+
+def _portable(ray: Any, job: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``job`` itself when it pickles; else with its featurizer sent as state (see :class:`_RebuiltFeaturizerJob`)."""
+    featurizer = job.keywords.get("featurizer") if isinstance(job, functools.partial) else None
+    if featurizer is None or not callable(getattr(featurizer, "get_state", None)):
+        return job
+    try:
+        ray.cloudpickle.dumps(featurizer)
+        return job
+    except Exception:
+        return _RebuiltFeaturizerJob(job, featurizer)
+
+
 class _RayRouterMap:
     """A :data:`~rag_routing.evaluation.benchmark.RouterMap` running each router's job as one Ray task; the
     job (with the featurised train and test sets bound) is put in the object store once and shared."""
@@ -145,7 +179,7 @@ class _RayRouterMap:
 
     def __call__(self, job: Callable[[Any], Any], items: Sequence[Any], progress: bool) -> list[Any]:
         ray = self.ray
-        shared = ray.put(job)
+        shared = ray.put(_portable(ray, job))
         task = ray.remote(num_cpus=self.task_cpus, max_retries=0)(_benchmark_row)
         refs = [task.remote(shared, item) for item in items]
         if progress:

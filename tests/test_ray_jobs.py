@@ -179,3 +179,15 @@ def test_a_router_failing_on_a_worker_is_reported_as_in_one_process(local_ray, t
     here, there = errors
     assert type(here) is type(there) is ValueError and str(here) == str(there)
     assert here.__notes__ == there.__notes__ == ["while fitting router 'broken'"]
+
+
+def test_bench_on_ray_with_the_default_minilm_embedder(local_ray, tmp_path: Path) -> None:
+    """A loaded MiniLM does not pickle (it holds locks): it travels as its state and is rebuilt on the workers."""
+    from rag_routing.evaluation.benchmark import load_split, run_benchmark
+    from rag_routing.evaluation.report import _finite
+
+    train, test = load_split(routing_log(tmp_path, 90), seed=0)
+    here, there = (_finite(run(train, test, ["knn", "mf"], embedder="minilm", n_lambdas=20, progress=False)
+                           .to_dict()) for run in (run_benchmark, ray_jobs.run_benchmark_on_ray))
+    assert there["embedder"] == here["embedder"] and here["embedder"]
+    assert without_timings(there) == without_timings(here)
