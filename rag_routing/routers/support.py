@@ -370,7 +370,10 @@ def fit_guards(router: Router, features: np.ndarray | None, dataset: RoutingData
     """Called by ``Router.fit`` after ``_fit``: learn the prior, the support estimate and the shrinkage."""
     settings: GuardSettings = router.guard_settings
     state = GuardState(prior=prior_quality(dataset), candidates=list(dataset.candidates))
-    if guarded(router) and features is not None:
+    if guarded(router) and features is not None and not np.isfinite(dataset.quality).any():
+        # A cold start (BanditRouter.start): no outcome yet, so no prior to fall back to and nothing to shrink.
+        state.notes.append("no guards: no outcome is known yet (cold start)")
+    elif guarded(router) and features is not None:
         if settings.support and len(dataset) >= 3:
             texts = list(dataset.queries) if has_vocabulary(router) else None
             # A linear bandit's own uncertainty: its confidence width, with its own regularisation.
