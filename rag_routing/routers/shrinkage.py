@@ -162,9 +162,6 @@ def fit_shrinkage(router: Router, features: np.ndarray, dataset: RoutingDataset,
     """Fit the shrinkage of a freshly fitted ``router`` (``None``: raw estimates are kept; ``notes`` says why)."""
     from rag_routing.routers.support import prior_quality
 
-    if callable(getattr(router, "update", None)):  # fitted for what it knows now; dropped once it learns more
-        notes.append(f"{type(router).__name__} keeps learning online (update): its shrinkage holds until the "
-                     "first update, which drops it (weights fitted now would hide what it learns later)")
     if len(dataset) < settings.shrinkage_min_rows:
         notes.append(f"no shrinkage: {len(dataset)} training rows < {settings.shrinkage_min_rows}")
         return None
@@ -193,7 +190,9 @@ def fit_shrinkage(router: Router, features: np.ndarray, dataset: RoutingDataset,
                      f"not a real gain (90 % lower bound {lower:+.4f})")
         return None
     notes.append(f"shrinkage kept: held-out routing score {shrunk_score:.4f} (raw {raw_score:.4f}, 90 % lower bound "
-                 f"of the gain {lower:+.4f}), weights {np.round(shrinkage.weight, 3).tolist()}")
+                 f"of the gain {lower:+.4f}), weights {np.round(shrinkage.weight, 3).tolist()}"
+                 + ("; until its first online update, which drops it (weights fitted now would hide what it "
+                    "learns later)" if callable(getattr(router, "update", None)) else ""))
     return shrinkage
 
 
