@@ -71,8 +71,13 @@ def test_opt_out_and_small_data_and_online_routers():
     assert router.fit(train).guards_.shrinkage is None and router.guards_.support is not None
     small = create_router("cluster", featurizer=featurizer()).fit(task(40, axis=0, seed=1))
     assert small.guards_.shrinkage is None and "40 training rows" in small.guards_.notes[0]
-    knn = create_router("knn", featurizer=featurizer()).fit(train)
-    assert knn.guards_.shrinkage is None and "online" in knn.guards_.notes[0]
+    knn = create_router("knn", featurizer=featurizer()).fit(train)  # online: shrinkage until its first update
+    assert knn.guards_.version == len(train)
+    new = task(20, axis=0, seed=2)
+    knn.update(new, new.quality)
+    inside = ~knn.out_of_support(new)
+    assert inside.any()
+    np.testing.assert_allclose(knn.predict_quality(new)[inside], knn.predict_raw_quality(new)[inside])
 
 
 def test_state_round_trip():
