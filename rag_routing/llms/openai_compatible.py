@@ -149,6 +149,10 @@ class OpenAICompatibleLLM:
             response = self._sync_client().post(self.url, json=body)
         except httpx.HTTPError as exc:
             raise self._unreachable(exc) from None
+        return self._answer(response)
+
+    def _answer(self, response: Any) -> UpstreamCompletion:
+        """The completion in a whole (non-streamed) response, or the typed failure it reports."""
         if response.status_code >= 400:
             raise self._failure(response.status_code, response.text)
         try:
@@ -202,12 +206,7 @@ class OpenAICompatibleLLM:
                 response = await client.post(self.url, json=body)
             except httpx.HTTPError as exc:
                 raise self._unreachable(exc) from None
-        if response.status_code >= 400:
-            raise self._failure(response.status_code, response.text)
-        try:
-            return self._completion(response.json())
-        except ValueError:
-            raise UpstreamError(f"upstream {self.base_url} answered with a body that is not JSON", 200) from None
+        return self._answer(response)
 
     async def astream_chunks(self, messages: list[dict[str, str]], **options: Any) -> AsyncIterator[UpstreamChunk]:
         """:meth:`stream_chunks` without blocking the event loop."""
