@@ -146,7 +146,8 @@ def conformal_p(calibration: np.ndarray, scores: np.ndarray, tail: float = 0.1) 
     calibration score it would stay at ``1 / (n + 1)`` — above ``alpha = 0.01`` for fewer than 99 calibration rows,
     so a small training set could never flag anything. There the tail is extrapolated: an exponential fitted to the
     excesses of the top ``tail`` share of calibration scores over their threshold (peaks over threshold, Pickands
-    1975), ``p = 1/(n+1) · exp(-(s - max) / scale)``."""
+    1975), ``p = 1/(n+1) · exp(-(s - max) / scale)``; with no spread in that tail the whole set's standard deviation
+    is the scale, and with none at all (every calibration score equal) nothing is extrapolated."""
     cal = np.asarray(calibration, dtype=np.float64)
     s = np.asarray(scores, dtype=np.float64)
     n = cal.size
@@ -157,9 +158,12 @@ def conformal_p(calibration: np.ndarray, scores: np.ndarray, tail: float = 0.1) 
         threshold = np.quantile(cal, 1.0 - tail)
         excess = cal[cal > threshold] - threshold
         scale = float(excess.mean()) if excess.size else 0.0
-        if scale <= 1e-12:  # no spread in the tail: anything beyond the largest score is as strange as it gets
-            scale = 0.01 * max(float(np.abs(cal).max()), 1.0)
-        p[beyond] = np.exp(-(s[beyond] - cal[-1]) / scale) / (n + 1.0)
+        if scale <= 1e-12:  # no spread in the tail: take the spread of the whole calibration set
+            scale = float(cal.std())
+        if scale > 1e-12:
+            p[beyond] = np.exp(-(s[beyond] - cal[-1]) / scale) / (n + 1.0)
+        # else every calibration score is the same (e.g. no held-out query had an unknown word): nothing says how
+        # fast the tail falls, so a larger score keeps the plain conformal 1 / (n + 1)
     return p
 
 
@@ -343,8 +347,9 @@ class GuardState:
 
 def guarded(router: Router) -> bool:
     """Whether ``router`` gets the support guard: it reads query features (contextual bandits included: their
-    linear model extrapolates as freely as any regression)."""
-    return bool(router.uses_features)
+    linear model extrapolates as freely as any regression), unless it routes out-of-scope queries itself as its
+    user asked (``Router.routes_out_of_scope_itself``)."""
+    return bool(router.uses_features) and not router.routes_out_of_scope_itself
 
 
 def is_bandit(router: Router) -> bool:

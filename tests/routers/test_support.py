@@ -36,6 +36,19 @@ def test_conformal_p_values_are_calibrated_in_distribution():
     assert (far <= 1 / 501).all() and (far > 0).all()  # beyond every calibration score: the extrapolated tail
 
 
+def test_conformal_tail_without_spread_is_not_extrapolated_from_nothing():
+    from rag_routing.routers.support import conformal_p
+
+    # Every held-out query had all its words known (share 0): nothing says how fast the tail falls, so one new
+    # word (a number, a name) keeps the plain conformal 1/(n+1) instead of a p-value of ~1e-8.
+    flat = np.zeros(24)
+    assert conformal_p(flat, np.array([0.0, 1 / 7, 1.0])).tolist() == pytest.approx([1.0, 1 / 25, 1 / 25])
+    # A flat top tail over a spread body: the body's standard deviation sets the scale.
+    body = np.sort(np.r_[np.linspace(0.0, 0.5, 20), [0.5] * 4])
+    p = conformal_p(body, np.array([0.6, 2.0]))
+    assert 1e-6 < p[0] < 1 / 25 and p[1] < p[0]
+
+
 def test_split_conformal_beyond_max_reference():
     rng = np.random.default_rng(4)
     est = SupportEstimator(k=3, max_reference=200).fit(rng.normal(size=(600, 4)))
