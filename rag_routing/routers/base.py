@@ -74,6 +74,13 @@ class Router(ABC):
     #: ``router.guard_settings = GuardSettings(...)`` (or ``GuardSettings.off()``) before ``fit`` to change them.
     guard_settings: GuardSettings = GuardSettings()
 
+    @property
+    def routes_out_of_scope_itself(self) -> bool:
+        """True when the router already sends queries unlike its training data where its user said
+        (:class:`~rag_routing.routers.semantic.SemanticRouter` with ``no_route``): then the support fallback does not
+        override that choice."""
+        return False
+
     def __init__(
         self,
         *,

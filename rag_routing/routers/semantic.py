@@ -18,7 +18,9 @@ unlike every route do not (a fixed 0.5 rejected 73 of 80 in-scope utterances wit
 Inside the shared rule the winning route's candidate gets quality 1 and the others 0. A no-route query goes to
 ``no_route`` when that names a candidate; otherwise every candidate keeps its mean training quality (so the
 best single model, traded against cost by λ, takes it) and the decision is flagged
-``metadata["semantic_route"] = None``. :meth:`SemanticRouter.match` returns the route names themselves.
+``metadata["semantic_route"] = None``. With ``no_route`` set the router gets no support fallback
+(``Router.routes_out_of_scope_itself``): its thresholds already decide what is out of scope, and where it goes.
+:meth:`SemanticRouter.match` returns the route names themselves.
 
 Without ``routes`` the router builds them from the training data: one route per candidate, whose utterances are
 training queries where that candidate is the oracle choice (the cheapest with the best known quality).
@@ -314,6 +316,12 @@ class SemanticRouter(Router):
         cleared = np.where(scores >= self.thresholds_, scores, -np.inf)
         chosen = cleared.argmax(axis=1)
         return np.where(np.isfinite(cleared.max(axis=1)), chosen, -1)
+
+    @property
+    def routes_out_of_scope_itself(self) -> bool:
+        """With ``no_route`` set, a query that clears no threshold goes where the user said, not to the support
+        fallback's best fixed candidate (the thresholds are this router's own support test)."""
+        return self.no_route is not None
 
     def match(self, X: RouterInput) -> list[str | None]:
         """The route name chosen for each query, ``None`` where no route clears its threshold."""
