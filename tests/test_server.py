@@ -294,12 +294,15 @@ def test_a_failing_generator_releases_or_charges_what_ran():
     app = create_app(router, {"small": BrokenGenerator(), "large": BrokenGenerator()}, {KEY: "alice"})
     service = app.state.service
     budget = service.budget(service.keys.lookup(KEY))
+    # A query like the training chat ones: routed to "small" (a two-word "hello friend" is out of support on
+    # this templated toy set and would fall back to the best fixed candidate, "large").
+    query = "hello, how are you doing today friend"
     with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=30) as client:
-        failed = chat(client, "hello friend")
+        failed = chat(client, query)
         assert failed.status_code == 500 and failed.json()["error"]["type"] == "server_error"
         assert "fell over" not in failed.text  # internals stay in the server log
         assert budget.reserved().usd == 0 and budget.spent().usd == 0 and len(service.ledger) == 0
-        events = sse_events(chat(client, "hello friend", stream=True).text)
+        events = sse_events(chat(client, query, stream=True).text)
     assert events[1]["choices"][0]["delta"]["content"] == "half an " and "error" in events[-1]
     assert budget.reserved().usd == 0 and budget.spent().usd == pytest.approx(SMALL_COST)  # what ran is charged
     assert [e.metadata["partial"] for e in service.ledger.entries if e.stage == "generation"] == [True]
