@@ -174,6 +174,55 @@ def test_mf_stops_early_on_validation_loss(grouped):
     assert router.n_epochs_ < 500
 
 
+def textbook_adam(params, loss_fn, train_rows, val_rows, *, lr, weight_decay, batch_size, max_epochs, patience, rng):
+    """``train_adam`` as it was before the in-place update: the reference for bit-equality."""
+    from rag_routing.routers.early_stopping import EarlyStopping
+
+    m = {k: np.zeros_like(v) for k, v in params.items()}
+    v = {k: np.zeros_like(v) for k, v in params.items()}
+    beta1, beta2, eps, step = 0.9, 0.999, 1e-8, 0
+    stopper = EarlyStopping(patience, lambda: {k: a.copy() for k, a in params.items()})
+    for epoch in range(1, max_epochs + 1):
+        order = rng.permutation(train_rows)
+        for start in range(0, len(order), batch_size):
+            _, grads = loss_fn(params, order[start:start + batch_size], rng)
+            step += 1
+            for k, g in grads.items():
+                if weight_decay and not k.startswith("b"):
+                    g = g + weight_decay * params[k]
+                m[k] = beta1 * m[k] + (1 - beta1) * g
+                v[k] = beta2 * v[k] + (1 - beta2) * g * g
+                m_hat, v_hat = m[k] / (1 - beta1**step), v[k] / (1 - beta2**step)
+                params[k] = params[k] - lr * m_hat / (np.sqrt(v_hat) + eps)
+        val_loss, _ = loss_fn(params, val_rows, None)
+        if stopper.update(val_loss):
+            break
+    return {k: a.copy() for k, a in stopper.best_state.items()}, epoch
+
+
+def test_train_adam_in_place_update_matches_the_textbook_form_to_the_bit():
+    from rag_routing.routers.matrix_factorization import train_adam
+
+    data = np.random.default_rng(0)
+    X, y = data.normal(size=(300, 5)), data.normal(size=300)
+
+    def loss_fn(p, rows, rng):  # noisy least squares; "W" decays, "b" does not
+        noise = rng.normal(0.0, 0.1, (len(rows), 5)) if rng is not None else 0.0
+        r = (X[rows] + noise) @ p["W"] + p["b"] - y[rows]
+        return float(r @ r / len(rows)), {"W": 2 * (X[rows] + noise).T @ r / len(rows), "b": np.array([2 * r.mean()])}
+
+    start = {"W": data.normal(size=5), "b": np.zeros(1)}
+    kw = dict(lr=0.05, weight_decay=0.01, batch_size=16, max_epochs=40, patience=3)
+    ref, ref_epochs = textbook_adam({k: a.copy() for k, a in start.items()}, loss_fn, np.arange(250),
+                                    np.arange(250, 300), rng=np.random.default_rng(1), **kw)
+    got, epochs = train_adam(dict(start), loss_fn, np.arange(250), np.arange(250, 300), rng=np.random.default_rng(1),
+                             **kw)
+    assert epochs == ref_epochs
+    for k in ref:
+        np.testing.assert_array_equal(got[k], ref[k])
+    np.testing.assert_array_equal(start["b"], 0.0)  # the caller's arrays are not updated in place
+
+
 def test_outcomes_outside_unit_interval_are_mapped_back():
     rng = np.random.default_rng(0)
     n = 200
