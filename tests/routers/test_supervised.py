@@ -174,8 +174,54 @@ def test_mf_stops_early_on_validation_loss(grouped):
     assert router.n_epochs_ < 500
 
 
+def test_mf_small_fit_is_unchanged_by_the_step_cap():
+    """Fitted with the code before ``max_steps`` and the in-place Adam (2 steps an epoch, 200 epochs: 400 steps,
+    far under the default cap of 6,000): the same epochs and parameters (to rounding: BLAS may differ)."""
+    train = grouped_dataset(seed=0, missing=0.1)
+    router = MatrixFactorizationRouter(dim=8, featurizer=PrecomputedFeaturizer(FEATURE_NAME)).fit(train)
+    assert router.max_steps == 6000 and router.n_epochs_ == 200
+    np.testing.assert_allclose(router.params_["b"], [0.09043176520016578, -4.838590229360759, -0.12082666207586257],
+                               rtol=1e-9)
+    np.testing.assert_allclose(router.params_["W1"][0, :3], [1.0174725774847295, -0.3070532728086105,
+                                                             0.42847183339777123], rtol=1e-9)
+    np.testing.assert_allclose(router.predict_raw_quality(train.embeddings[:2]),
+                               [[0.9968687521153792, 0.00716669323225316, 0.00439342869676868],
+                                [0.9716000500040348, 0.00580013480934971, 0.03105507935856705]], rtol=1e-9)
+
+
+def count_gradient_steps(router: MatrixFactorizationRouter) -> list[int]:
+    """Counts the training loss evaluations (one per gradient step; validation passes ``rng=None``)."""
+    calls, loss = [0], router._loss
+
+    def counted(params, E, Y, rows, rng):
+        calls[0] += rng is not None
+        return loss(params, E, Y, rows, rng)
+
+    router._loss = counted
+    return calls
+
+
+def test_mf_large_fit_stops_at_the_step_cap():
+    # 2,000 rows in batches of 2: 900 steps an epoch, and patience never runs out: the default cap of 6,000
+    # steps ends the fit in its 7th epoch (200 epochs uncapped: 180,000 steps).
+    ds = grouped_dataset(n=2000, seed=3)
+    router = make_router("mf-pointwise", dim=4, batch_size=2, patience=200, max_epochs=200)
+    steps = count_gradient_steps(router)
+    router.fit(ds)
+    assert steps[0] == 6000 and router.n_epochs_ == 7
+    assert (router.route_indices(ds.embeddings, lam=0.0) != 1).mean() > 0.9  # still learns the groups
+    capped = make_router("mf-pointwise", dim=4, batch_size=2, patience=200, max_epochs=3, max_steps=1000)
+    steps = count_gradient_steps(capped)
+    capped.fit(ds)
+    assert steps[0] == 1000 and capped.n_epochs_ == 2  # cut short in its 2nd epoch
+    uncapped = make_router("mf-pointwise", dim=4, batch_size=2, patience=200, max_epochs=3, max_steps=None)
+    steps = count_gradient_steps(uncapped)
+    uncapped.fit(ds)
+    assert steps[0] == 2700 and uncapped.n_epochs_ == 3
+
+
 def textbook_adam(params, loss_fn, train_rows, val_rows, *, lr, weight_decay, batch_size, max_epochs, patience, rng):
-    """``train_adam`` as it was before the in-place update: the reference for bit-equality."""
+    """``train_adam`` as it was before the in-place update (no step cap): the reference for bit-equality."""
     from rag_routing.routers.early_stopping import EarlyStopping
 
     m = {k: np.zeros_like(v) for k, v in params.items()}
@@ -215,11 +261,12 @@ def test_train_adam_in_place_update_matches_the_textbook_form_to_the_bit():
     kw = dict(lr=0.05, weight_decay=0.01, batch_size=16, max_epochs=40, patience=3)
     ref, ref_epochs = textbook_adam({k: a.copy() for k, a in start.items()}, loss_fn, np.arange(250),
                                     np.arange(250, 300), rng=np.random.default_rng(1), **kw)
-    got, epochs = train_adam(dict(start), loss_fn, np.arange(250), np.arange(250, 300), rng=np.random.default_rng(1),
-                             **kw)
-    assert epochs == ref_epochs
-    for k in ref:
-        np.testing.assert_array_equal(got[k], ref[k])
+    for cap in (None, 10**9):
+        got, epochs = train_adam(dict(start), loss_fn, np.arange(250), np.arange(250, 300),
+                                 rng=np.random.default_rng(1), max_steps=cap, **kw)
+        assert epochs == ref_epochs
+        for k in ref:
+            np.testing.assert_array_equal(got[k], ref[k])
     np.testing.assert_array_equal(start["b"], 0.0)  # the caller's arrays are not updated in place
 
 
@@ -304,6 +351,8 @@ def test_ridge_alpha_auto_and_fixed(grouped):
     (MatrixFactorizationRouter, {"lr": -1.0}),
     (MatrixFactorizationRouter, {"validation_fraction": 0.9}),
     (MatrixFactorizationRouter, {"noise": float("nan")}),
+    (MatrixFactorizationRouter, {"max_steps": 0}),
+    (MatrixFactorizationRouter, {"max_steps": 2.5}),
     (ClassifierRouter, {"mode": "tree"}),
     (ClassifierRouter, {"C": 0.0}),
     (ClassifierRouter, {"entropy_threshold": 1.5}),
