@@ -127,6 +127,26 @@ def test_no_subprocess_outlives_the_time_limit():
             os.kill(pid, 9)
 
 
+@needs_bwrap
+def test_an_interpreter_under_tmp_is_not_hidden_by_the_scratch_tmpfs():
+    """A venv under /tmp (a CI checkout there) must still run: its read-only bind goes on top of the scratch
+    tmpfs mounted at /tmp, not under it (before, every sandbox run there failed with `execvp ... No such file`)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir="/tmp", prefix="rag-routing-venv-") as folder:
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", folder], check=True, capture_output=True,
+                       timeout=60)
+        python = os.path.join(folder, "bin", "python")
+        clear_isolation_cache()
+        try:
+            assert isolation_status(python).available, isolation_status(python).reason
+            result = run_tests("def double(x):\n    return 2 * x", ["assert double(2) == 4"], timeout_s=10,
+                               python=python)
+        finally:
+            clear_isolation_cache()
+    assert result.isolation == "bwrap" and result.passed == 1, result
+
+
 def _fake_bwrap(folder, body: str) -> None:
     path = folder / "bwrap"
     path.write_text(f"#!/bin/sh\n{body}\n")

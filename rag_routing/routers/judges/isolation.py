@@ -5,7 +5,8 @@ The judged code runs under ``bwrap`` with every namespace unshared (user, PID, n
 capabilities dropped, an empty environment (``--clearenv``; ``bwrap`` itself is started with an empty
 environment too, so ``/proc/1/environ`` inside shows nothing), a read-only view of only the directories the
 interpreter needs (``/usr`` and the Python prefixes, never ``/etc``, ``/home``, ``/root`` or the caller's working
-tree), its own size-limited ``tmpfs`` as ``/tmp`` (the working directory), a fresh ``/proc`` and a minimal
+tree; bound on top of the scratch ``tmpfs`` so that a venv under ``/tmp`` stays visible), its own size-limited
+``tmpfs`` as ``/tmp`` (the working directory), a fresh ``/proc`` and a minimal
 ``/dev``. The sandbox dies with its parent, and killing the parent kills the PID namespace, so a ``setsid``
 grandchild cannot outlive the time limit.
 
@@ -64,16 +65,22 @@ def _python_roots(python: str) -> list[str]:
                   and not r.startswith(covered))
 
 
-def _filesystem_flags(python: str) -> list[str]:
+def _system_flags() -> list[str]:
     flags: list[str] = []
     for folder in _SYSTEM_DIRS:
         if os.path.islink(folder):
             flags += ["--symlink", os.readlink(folder), folder]
         elif os.path.isdir(folder):
             flags += ["--ro-bind", folder, folder]
-    for root in _python_roots(python):
-        flags += ["--ro-bind", root, root]
     return flags
+
+
+def _python_flags(python: str) -> list[str]:
+    """Read-only binds of the interpreter's roots. They come after the scratch ``tmpfs``: an interpreter that
+    lives under ``/tmp`` (a venv in a CI checkout there) would otherwise be hidden by it."""
+    # a root that IS the scratch directory is left out: binding it would show the host's /tmp (the probe then
+    # finds no interpreter and the judge refuses, which is the safe answer)
+    return [flag for root in _python_roots(python) if root != SCRATCH_DIR for flag in ("--ro-bind", root, root)]
 
 
 def bwrap_command(bwrap: str, python: str, argv: Sequence[str], *, job_file: str, results_file: str,
@@ -85,8 +92,8 @@ def bwrap_command(bwrap: str, python: str, argv: Sequence[str], *, job_file: str
     no_nested = ["--disable-userns"] if "--disable-userns" in extra_flags else []
     return [bwrap, "--unshare-all", "--unshare-user", *no_nested, "--die-with-parent", "--new-session",
             "--clearenv", "--cap-drop", "ALL", "--uid", "65534", "--gid", "65534", "--hostname", "sandbox",
-            *_filesystem_flags(python), "--proc", "/proc", "--dev", "/dev", *size, "--tmpfs", SCRATCH_DIR,
-            "--dir", JOB_DIR, "--ro-bind", job_file, f"{JOB_DIR}/job.json",
+            *_system_flags(), "--proc", "/proc", "--dev", "/dev", *size, "--tmpfs", SCRATCH_DIR,
+            *_python_flags(python), "--dir", JOB_DIR, "--ro-bind", job_file, f"{JOB_DIR}/job.json",
             "--bind", results_file, f"{JOB_DIR}/results.jsonl", "--remount-ro", "/dev", "--remount-ro", "/",
             "--chdir", SCRATCH_DIR, python, *argv]
 
