@@ -143,3 +143,55 @@ def test_routellm_mmlu_beats_the_dense_tfidf_classifier_baseline(shared_data):
     router = TfidfLogisticRouter().fit(train)
     result = evaluate_router(router, test, Reference.from_test(test), name="tfidf_lr")
     assert result.apgr > 0.65
+
+
+TRICKY = ["Hello   World\t\tX", "", "a", "ÄÖü  straße İx", "tab\tsep  \n new line", "ab", "abc abc abc",
+          "日本語のテキスト", "x" * 30, "Σίσυφος  ΣΊΣΥΦΟΣ", "  lead and trail  "]
+
+
+@pytest.mark.parametrize("ngrams,min_df,max_features", [((1, 4), 1, 300_000), ((1, 4), 2, 300_000),
+                                                         ((1, 4), 1, 25), ((2, 3), 1, 300_000), ((3, 5), 1, 7),
+                                                         ((1, 1), 1, 300_000)])
+@pytest.mark.parametrize("table", ["dense", "sorted"])
+def test_char_ngram_counts_equal_scikit_learns_to_the_bit(ngrams, min_df, max_features, table, monkeypatch):
+    """The numpy counter returns CountVectorizer's matrix with its entries in the same storage order (the
+    order the solver's sums read them in) and the same terms, with pruning by min_df and max_features (ties),
+    numbering n-grams by the dense table or, past its size limit, by sorting."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    from rag_routing.routers import sparse_text
+    from rag_routing.routers.sparse_text import char_ngram_counts
+
+    if table == "sorted":
+        monkeypatch.setattr(sparse_text, "_TABLE", 0)
+
+    texts = TRICKY + [q.upper() for q in worded_dataset(n=40, seed=3).queries]
+    reference = CountVectorizer(analyzer="char", ngram_range=ngrams, min_df=min_df, max_features=max_features,
+                                dtype=np.float64)
+    expected = reference.fit_transform(texts)
+    counts, terms = char_ngram_counts(texts, ngrams, min_df, max_features)
+    assert terms == sorted(reference.vocabulary_, key=reference.vocabulary_.__getitem__)
+    assert counts.shape == expected.shape and counts.dtype == expected.dtype
+    for name in ("indptr", "indices", "data"):
+        np.testing.assert_array_equal(getattr(counts, name), getattr(expected, name))
+
+
+def test_char_features_equal_tfidf_vectorizer_and_nul_falls_back(data):
+    """The fitted TF-IDF matrix, vocabulary and idf are TfidfVectorizer's; a NUL character takes its path."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from rag_routing.routers.sparse_text import char_ngram_counts
+
+    for texts in (list(data[0].queries) + TRICKY, list(data[0].queries) + ["nul\x00 inside"]):
+        router = TfidfLogisticRouter(min_df=2)
+        X = router._fit_vectorizers(texts)
+        reference = TfidfVectorizer(analyzer="char", ngram_range=(1, 4), sublinear_tf=True, min_df=2,
+                                    max_features=300_000, dtype=np.float64)
+        expected = reference.fit_transform(texts)
+        assert router.terms_ == [sorted(reference.vocabulary_, key=reference.vocabulary_.__getitem__)]
+        np.testing.assert_array_equal(router.idf_[0], reference.idf_)
+        for name in ("indptr", "indices", "data"):
+            np.testing.assert_array_equal(getattr(X, name), getattr(expected, name))
+    assert char_ngram_counts(["nul\x00 inside"], (1, 4), 1, 10) is None
+    with pytest.raises(ValueError, match="empty vocabulary"):
+        char_ngram_counts(["", ""], (1, 4), 1, 10)
