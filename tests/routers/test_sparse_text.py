@@ -156,14 +156,15 @@ TRICKY = ["Hello   World\t\tX", "", "a", "ÄÖü  straße İx", "tab\tsep  \n ne
 def test_char_ngram_counts_equal_scikit_learns_to_the_bit(ngrams, min_df, max_features, table, monkeypatch):
     """The numpy counter returns CountVectorizer's matrix with its entries in the same storage order (the
     order the solver's sums read them in) and the same terms, with pruning by min_df and max_features (ties),
-    numbering n-grams by the dense table or, past its size limit, by sorting."""
+    numbering n-grams by the dense table or, past its size limit, by sorting, in one block or many."""
     from sklearn.feature_extraction.text import CountVectorizer
 
     from rag_routing.routers import sparse_text
     from rag_routing.routers.sparse_text import char_ngram_counts
 
-    if table == "sorted":
+    if table == "sorted":  # and the count matrix assembled from blocks of 3 documents
         monkeypatch.setattr(sparse_text, "_TABLE", 0)
+        monkeypatch.setattr(sparse_text, "_DOCS", 3)
 
     texts = TRICKY + [q.upper() for q in worded_dataset(n=40, seed=3).queries]
     reference = CountVectorizer(analyzer="char", ngram_range=ngrams, min_df=min_df, max_features=max_features,
