@@ -159,12 +159,12 @@ def test_char_ngram_counts_equal_scikit_learns_to_the_bit(ngrams, min_df, max_fe
     numbering n-grams by the dense table or, past its size limit, by sorting, in one block or many."""
     from sklearn.feature_extraction.text import CountVectorizer
 
-    from rag_routing.routers import sparse_text
-    from rag_routing.routers.sparse_text import char_ngram_counts
+    from rag_routing.routers import char_ngrams
+    from rag_routing.routers.char_ngrams import char_ngram_counts
 
     if table == "sorted":  # and the count matrix assembled from blocks of 3 documents
-        monkeypatch.setattr(sparse_text, "_TABLE", 0)
-        monkeypatch.setattr(sparse_text, "_DOCS", 3)
+        monkeypatch.setattr(char_ngrams, "_TABLE", 0)
+        monkeypatch.setattr(char_ngrams, "_DOCS", 3)
 
     texts = TRICKY + [q.upper() for q in worded_dataset(n=40, seed=3).queries]
     reference = CountVectorizer(analyzer="char", ngram_range=ngrams, min_df=min_df, max_features=max_features,
@@ -181,7 +181,7 @@ def test_char_features_equal_tfidf_vectorizer_and_nul_falls_back(data):
     """The fitted TF-IDF matrix, vocabulary and idf are TfidfVectorizer's; a NUL character takes its path."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    from rag_routing.routers.sparse_text import char_ngram_counts
+    from rag_routing.routers.char_ngrams import char_ngram_counts
 
     for texts in (list(data[0].queries) + TRICKY, list(data[0].queries) + ["nul\x00 inside"]):
         router = TfidfLogisticRouter(min_df=2)
