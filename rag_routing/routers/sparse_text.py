@@ -8,8 +8,9 @@ the training half) character 1-4-grams with ``C=0.3`` reach APGR 0.670 against 0
 
 The vocabulary, idf weights and coefficients are saved as plain arrays and JSON (no pickle); scikit-learn
 fits the model, numpy and a fixed-vocabulary vectorizer evaluate it. At fit time the character n-grams are
-counted with numpy (:func:`~rag_routing.routers.char_ngrams.char_ngram_counts`, scikit-learn's ``CountVectorizer`` matrix to the bit, ~3x
-faster on 100,000 short queries); word n-grams, and texts with a NUL character, use scikit-learn's counter.
+counted with numpy (:func:`~rag_routing.routers.char_ngrams.char_ngram_counts`, scikit-learn's
+``CountVectorizer`` matrix to the bit, ~3x faster on 100,000 short queries); word n-grams, and texts with a NUL
+character, use scikit-learn's counter.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ from rag_routing.validation import check_number
 
 #: Analyzers: character n-grams (``char_ngrams``), word n-grams (``word_ngrams``) or both, concatenated.
 ANALYZERS = ("char", "word", "char+word")
+#: The ``TfidfVectorizer`` settings its ``TfidfTransformer`` takes (used when the counts come from numpy).
+_TFIDF_SETTINGS = ("norm", "use_idf", "smooth_idf", "sublinear_tf")
+
+
 class TfidfLogisticRouter(Router):
     """Per-candidate P(good answer) by logistic regression on sparse TF-IDF n-grams (Ong et al. 2025,
     "RouteLLM", its TF-IDF + logistic-regression classifier; here one model per candidate, as RouterBench's
@@ -110,22 +115,21 @@ class TfidfLogisticRouter(Router):
 
         blocks, self.terms_, self.idf_ = [], [], []
         for kind, ngrams in self._parts():
+            vectorizer = self._vectorizer(kind, ngrams)
             try:
-                counted = None if kind != "char" else char_ngram_counts(texts, ngrams, self.min_df,
-                                                                         self.max_features)
+                counted = char_ngram_counts(texts, ngrams, self.min_df, self.max_features) if kind == "char" else None
                 if counted is None:
-                    vectorizer = self._vectorizer(kind, ngrams)
                     blocks.append(vectorizer.fit_transform(texts))
-                    counted = (None, sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.__getitem__))
-                    idf = vectorizer.idf_
-                else:  # the same counts weighted as TfidfVectorizer.fit_transform weighs them
-                    tfidf = TfidfTransformer(sublinear_tf=True).fit(counted[0])
-                    blocks.append(tfidf.transform(counted[0], copy=False))
+                    terms, idf = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.__getitem__), vectorizer.idf_
+                else:  # the same counts, weighted with the vectorizer's own TF-IDF settings
+                    counts, terms = counted
+                    tfidf = TfidfTransformer(**{name: getattr(vectorizer, name) for name in _TFIDF_SETTINGS})
+                    blocks.append(tfidf.fit(counts).transform(counts, copy=False))
                     idf = tfidf.idf_
             except ValueError as exc:  # every term under min_df: scikit-learn's "no terms remain"
                 raise InvalidInputError(f"no {kind} n-gram appears in {self.min_df} or more training queries "
                                         f"({exc}); lower min_df or add queries") from exc
-            self.terms_.append(counted[1])
+            self.terms_.append(terms)
             self.idf_.append(np.asarray(idf, dtype=np.float64))
         self._vectorizers = None
         return sp.hstack(blocks).tocsr()
