@@ -93,6 +93,27 @@ def test_redaction_covers_urls_keys_env_values_and_tracebacks(monkeypatch):
     assert "pw99999" not in record.getMessage() and "pw99999" not in record.exc_text
 
 
+def test_redaction_keeps_the_arguments_formatters_read_themselves():
+    """uvicorn's access log unpacks ``record.args`` (client, method, path, version, status): a filter that
+    flattened every record broke each access line with a "--- Logging error ---" traceback in `serve`'s log."""
+    from uvicorn.logging import AccessFormatter
+
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5000", "GET", "/v1/models?api_key=sk-live-ABCDEFGHIJKL", "1.1", 200), None)
+    RedactingFilter().filter(record)
+    line = AccessFormatter("%(client_addr)s %(request_line)s %(status_code)s", use_colors=False).format(record)
+    assert line == "127.0.0.1:5000 GET /v1/models?api_key=*** HTTP/1.1 200 OK" and "ABCDEFGHIJKL" not in line
+    assert record.args[-1] == 200  # numbers stay numbers for %d
+    mapped = logging.LogRecord("x", logging.INFO, __file__, 1, "store %(url)s, try %(n)d",
+                               ({"url": "redis://:pw77777@h:1/0", "n": 3},), None)
+    RedactingFilter().filter(mapped)
+    assert mapped.getMessage() == "store redis://***@h:1/0, try 3" and isinstance(mapped.args, dict)
+    # a template that names the secret's parameter itself: the record is flattened, still redacted
+    joined = logging.LogRecord("x", logging.INFO, __file__, 1, "password=%s", ("hunter22",), None)
+    RedactingFilter().filter(joined)
+    assert "hunter22" not in joined.getMessage()
+
+
 def test_deeply_nested_json_is_a_400_with_one_log_line_and_the_connection_survives(caplog):
     app, generators = make_app()
     caplog.set_level(logging.INFO)

@@ -24,6 +24,8 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Mapping
+from typing import Any
 
 MASK = "***"
 #: Shortest value treated as a secret (shorter ones would mask ordinary words).
@@ -74,8 +76,25 @@ def redact_url(url: str) -> str:
     return redact(url)
 
 
+def _redacted_arg(arg: Any) -> Any:
+    """A log argument with its secrets masked: numbers and ``None`` as they are (``%d`` still formats them),
+    strings redacted, any other object replaced by its redacted text only where its ``str`` or ``repr`` shows a
+    secret."""
+    if arg is None or isinstance(arg, (bool, int, float)):
+        return arg
+    text = str(arg)
+    clean = redact(text)
+    if isinstance(arg, str) or clean != text or redact(repr(arg)) != repr(arg):
+        return clean
+    return arg
+
+
 class RedactingFilter(logging.Filter):
     """A logging filter that redacts the message, its arguments and the formatted traceback of each record.
+
+    The arguments stay arguments (each one redacted, the tuple or mapping kept), so formatters that read
+    ``record.args`` themselves, as uvicorn's access log does, still work; only where the redacted pieces would
+    still format into a secret (or no longer format) is the record flattened into its redacted message.
 
     Attach it to a logger (records logged there) or to a handler (every record the handler writes):
     ``logging.getLogger().handlers[0].addFilter(RedactingFilter())``.
@@ -86,7 +105,21 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a malformed record: leave it to the handler to report
             return True
-        record.msg, record.args = redact(message), None
+        args = record.args
+        kept: Any = None
+        if isinstance(record.msg, str) and isinstance(args, tuple) and args:
+            kept = tuple(_redacted_arg(a) for a in args)
+        elif isinstance(record.msg, str) and isinstance(args, Mapping) and args:
+            kept = {k: _redacted_arg(v) for k, v in args.items()}
+        msg = redact(record.msg) if kept is not None else None
+        try:
+            formatted = msg % kept if msg is not None else None
+        except Exception:  # redacting the template broke a placeholder
+            formatted = None
+        if formatted is not None and redact(formatted) == formatted:
+            record.msg, record.args = msg, kept
+        else:
+            record.msg, record.args = redact(message), None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
