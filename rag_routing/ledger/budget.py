@@ -3,8 +3,8 @@
 A call first reserves its estimated cost (:meth:`Budget.reserve`); if spent + reserved + estimate would pass a
 limit, :class:`~rag_routing.errors.BudgetExceededError` is raised and the call never runs. After the call,
 :meth:`Reservation.commit` charges what it actually cost and returns the rest of the reservation. An actual
-cost above the estimate is still charged in full (it was spent), so later reservations see it: a budget is
-never exceeded silently, also when many threads or processes reserve at once (the check-and-reserve is atomic
+cost above the estimate is still charged in full (it was spent), so later reservations see it, and a warning
+is logged when that carries spending past a limit: a budget is never exceeded silently, also when many threads or processes reserve at once (the check-and-reserve is atomic
 in the :class:`~rag_routing.ledger.budget_stores.BudgetStore`).
 
 A reservation is a *lease* on a store that leases (every store of the library): it expires after the store's
@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import numbers
 import os
@@ -49,6 +50,7 @@ from rag_routing.ledger.budget_stores import (
 )
 
 Scope = Literal["request", "session", "principal"]
+logger = logging.getLogger(__name__)
 _LIMIT_NAMES = {"usd": "max_usd", "tokens": "max_tokens", "seconds": "max_seconds", "kwh": "max_kwh"}
 
 
@@ -213,9 +215,30 @@ class Reservation:
             return
         if self.lease is None:
             self.budget.store.settle(self.budget.key, self.amounts, charged)
+        else:
+            leases.KEEPER.drop(self)
+            self.budget.store.settle(self.budget.key, self.amounts, charged, lease=self.lease)  # type: ignore[call-arg]
+        self._warn_if_overrun(charged)
+
+    def _warn_if_overrun(self, charged: Amounts) -> None:
+        """A call that cost more than its reservation may carry spending past a limit (its estimate was low: an
+        upstream's tokenizer counting more than ours, an ignored ``max_tokens``). It is charged in full and later
+        calls are refused; this says so in the log. The store is read only after such an overrun, in a limited
+        unit."""
+        if self.budget is None:
             return
-        leases.KEEPER.drop(self)
-        self.budget.store.settle(self.budget.key, self.amounts, charged, lease=self.lease)  # type: ignore[call-arg]
+        limits, cost, estimate = self.budget.limits.as_tuple(), charged.as_tuple(), self.amounts.as_tuple()
+        if not any(cost[i] > estimate[i] and math.isfinite(limits[i]) for i in range(len(UNITS))):
+            return
+        spent = self.budget.spent().as_tuple()
+        passed = [i for i in range(len(UNITS)) if spent[i] > limits[i]]
+        if passed:
+            logger.warning(
+                "%s budget passed its limit: a call cost more than the estimate reserved for it (%s); spent %s. "
+                "It is charged in full and later calls are refused.", self.budget.scope,
+                ", ".join(f"{_fmt(u, cost[i])} against {_fmt(u, estimate[i])}" for i, u in enumerate(UNITS)
+                          if cost[i] > estimate[i]),
+                ", ".join(f"{_fmt(UNITS[i], spent[i])} of {_fmt(UNITS[i], limits[i])}" for i in passed))
 
     def release(self) -> None:
         """Give the reserved amount back (the call did not happen). No-op once committed or released."""

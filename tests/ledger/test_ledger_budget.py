@@ -53,6 +53,18 @@ def test_overspend_is_recorded_and_seen_by_later_reservations():
     budget.reserve(tokens=10).release()  # a unit the call does not spend is not refused
 
 
+def test_an_overrun_past_the_limit_is_logged_not_silent(caplog):
+    budget = Budget(max_usd=1.0)
+    with caplog.at_level("WARNING", logger="rag_routing.ledger.budget"):
+        budget.reserve(usd=0.2).commit(usd=0.5)     # above its estimate, still within the limit: no warning
+        budget.reserve(usd=0.1, seconds=0.0).commit(usd=0.1, seconds=3.0)  # an unlimited unit: no warning
+        assert caplog.records == []
+        budget.reserve(usd=0.2).commit(usd=0.55)    # carries spending past $1
+    [record] = caplog.records
+    assert record.levelname == "WARNING" and "request budget passed its limit" in record.getMessage()
+    assert "$0.55 against $0.2" in record.getMessage() and "spent $1.15 of $1" in record.getMessage()
+
+
 def test_context_manager_commits_on_success_and_releases_on_error():
     budget = Budget(max_usd=1.0)
     with budget.reserve(usd=0.25):
