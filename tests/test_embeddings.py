@@ -54,6 +54,36 @@ def test_embedding_cache_round_trip(tmp_path):
     assert cache.get_many("other-model", ["a"]) == [None]
 
 
+def test_embedding_cache_commits_without_an_fsync_per_put(tmp_path):
+    # A cache may lose its last commits in a power cut, never consistency: WAL + synchronous=NORMAL (1).
+    cache = EmbeddingCache(tmp_path / "e.sqlite")
+    assert cache._conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+    assert cache._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_locked_cache_skips_the_write_but_still_returns_the_vectors(tmp_path, caplog):
+    from rag_routing.embedding_cache import _cached_transform
+
+    path = tmp_path / "e.sqlite"
+    cache = EmbeddingCache(path, timeout=0.05)
+    other = sqlite3.connect(path, isolation_level=None)  # another process holding the write lock
+    other.execute("BEGIN IMMEDIATE")
+    calls = []
+
+    def encode(texts):
+        calls.append(list(texts))
+        return np.ones((len(texts), 3), dtype=np.float32)
+
+    with caplog.at_level("WARNING", logger="rag_routing.embedding_cache"):
+        out = _cached_transform(cache, "m", ["a", "b"], encode)
+    assert out.shape == (2, 3) and calls == [["a", "b"]]
+    assert cache.skipped_writes == 1 and "not cached" in caplog.text
+    other.execute("ROLLBACK")
+    assert cache.get_many("m", ["a"]) == [None]  # nothing half-written
+    _cached_transform(cache, "m", ["a"], encode)  # the lock is gone: cached now
+    assert cache.get_many("m", ["a"])[0].tolist() == [1.0, 1.0, 1.0] and cache.skipped_writes == 1
+
+
 def test_corrupt_cache_is_a_clear_error(tmp_path):
     path = tmp_path / "bad.sqlite"
     path.write_bytes(b"this is not a database" * 100)

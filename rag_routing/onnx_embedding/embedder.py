@@ -25,15 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from rag_routing.embeddings import (
-    DEFAULT_EMBEDDING_MODEL,
-    DEFAULT_QUANTIZE,
-    EmbeddingCache,
-    _cached_transform,
-    _check_texts,
-    _offline_minilm_path,
-    default_cache_dir,
-)
+from rag_routing.embedding_cache import EmbeddingCache, _cached_transform, default_cache_dir
+from rag_routing.embeddings import DEFAULT_EMBEDDING_MODEL, DEFAULT_QUANTIZE, _check_texts, _offline_minilm_path
 from rag_routing.errors import InvalidInputError, require
 from rag_routing.onnx_embedding.export import QUANTIZATIONS, ensure_onnx_model, weights_sha256
 from rag_routing.validation import check_choice, check_int
