@@ -70,6 +70,41 @@ def test_onnx_matches_torch_on_the_same_weights(tiny, tmp_path):
     assert np.allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-4)
 
 
+def test_chunks_pad_little_and_cover_every_text_once():
+    from rag_routing.onnx_embedding.embedder import padding_aware_chunks
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        lengths = np.sort(rng.integers(1, 257, int(rng.integers(1, 120))))
+        size = int(rng.integers(1, 40))
+        chunks = padding_aware_chunks(lengths, size)
+        assert [i for c in chunks for i in range(c.start, c.stop)] == list(range(len(lengths)))
+        for c in chunks:
+            part = lengths[c]
+            assert 1 <= len(part) <= size
+            assert len(part) == 1 or len(part) * part.max() <= 1.25 * part.sum()
+    assert padding_aware_chunks(np.array([], dtype=np.int64), 8) == []
+
+
+def test_a_mixed_length_batch_is_cut_into_chunks_and_matches_one_by_one(tiny, tmp_path, monkeypatch):
+    onnx = OnnxMiniLMEmbedder(str(tiny), quantize="fp32", model_dir=tmp_path, batch_size=32)
+    texts = ["hi", "a cat", "what is two plus two", " ".join(["long"] * 120), "ok", " ".join(["word"] * 60)]
+    session, _ = onnx._load()
+    widths = []
+    real_run = session.run
+
+    class Recording:
+        def run(self, names, feed):
+            widths.append(feed["input_ids"].shape)
+            return real_run(names, feed)
+
+    monkeypatch.setattr(onnx, "_session", Recording())
+    got = onnx.transform(texts)
+    assert len(widths) >= 3 and sum(rows for rows, _ in widths) == len(texts)  # short, medium and long apart
+    assert sum(rows * width for rows, width in widths) < len(texts) * max(width for _, width in widths) / 2
+    assert np.allclose(np.vstack([onnx.transform([t]) for t in texts]), got, atol=1e-5)
+
+
 def test_cache_key_names_the_backend_and_weights(tiny, tmp_path):
     cache = EmbeddingCache(tmp_path / "e.sqlite")
     emb = OnnxMiniLMEmbedder(str(tiny), quantize="fp32", cache=cache)

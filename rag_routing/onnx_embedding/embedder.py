@@ -31,6 +31,8 @@ from rag_routing.errors import InvalidInputError, require
 from rag_routing.onnx_embedding.export import QUANTIZATIONS, ensure_onnx_model, weights_sha256
 from rag_routing.validation import check_choice, check_int
 
+#: Texts tokenised together (padded to their longest, then cut per chunk): bounds the token arrays' memory.
+_TOKENISE_BLOCK = 1024
 _DEFAULT_NAMES = (DEFAULT_EMBEDDING_MODEL, f"sentence-transformers/{DEFAULT_EMBEDDING_MODEL}")
 
 
@@ -49,7 +51,8 @@ class OnnxMiniLMEmbedder:
             sentence-transformers folder with mean pooling and a ``tokenizer.json``.
         quantize: ``"fp32"`` (default: the same decisions as torch) or ``"int8"`` (dynamic quantization, about
             2x faster again, but its small vector changes flip 1-3 % of cost-aware routing decisions).
-        batch_size: texts per ONNX call; texts are sorted by length first, so a batch pads little.
+        batch_size: the most texts per ONNX call; texts are sorted by token count and cut into chunks that pad
+            little (:func:`padding_aware_chunks`), so a batch costs about what its texts cost one at a time.
         cache: an :class:`EmbeddingCache`, ``True`` for the default one, or ``None``/``False`` for none.
         model_dir: where the exported ``.onnx`` files live (default: ``onnx/`` beside the embedding cache).
         threads: ONNX Runtime intra-op threads (default: ``$OMP_NUM_THREADS``, else ONNX Runtime's choice).
@@ -135,20 +138,27 @@ class OnnxMiniLMEmbedder:
         return self
 
     def _encode(self, texts: list[str]) -> np.ndarray:
+        parts = [self._encode_block(texts[i : i + _TOKENISE_BLOCK]) for i in range(0, len(texts), _TOKENISE_BLOCK)]
+        return np.vstack(parts)
+
+    def _encode_block(self, texts: list[str]) -> np.ndarray:
         session, tokenizer = self._load()
-        order = np.argsort([len(t) for t in texts], kind="stable")
-        parts: list[np.ndarray] = []
-        for start in range(0, len(texts), self.batch_size):
-            batch = [texts[i] for i in order[start : start + self.batch_size]]
-            encodings = tokenizer.encode_batch(batch)
-            ids = np.array([e.ids for e in encodings], dtype=np.int64)
-            feed = {"input_ids": ids,
-                    "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-                    "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64)}
-            parts.append(np.asarray(session.run(None, feed)[0], dtype=np.float32))
-        stacked = np.vstack(parts)
-        out = np.empty_like(stacked)
-        out[order] = stacked
+        encodings = tokenizer.encode_batch(texts)  # padded to the longest; each chunk is cut to its own longest
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        types = np.array([e.type_ids for e in encodings], dtype=np.int64)
+        lengths = mask.sum(axis=1)
+        order = np.argsort(lengths, kind="stable")
+        done: list[tuple[np.ndarray, np.ndarray]] = []
+        for rows in padding_aware_chunks(lengths[order], self.batch_size):
+            picked = order[rows]
+            width = int(lengths[picked].max())
+            feed = {"input_ids": ids[picked, :width], "attention_mask": mask[picked, :width],
+                    "token_type_ids": types[picked, :width]}
+            done.append((picked, np.asarray(session.run(None, feed)[0], dtype=np.float32)))
+        out = np.empty((len(texts), done[0][1].shape[1]), dtype=np.float32)
+        for picked, vectors in done:
+            out[picked] = vectors
         return out
 
     def transform(self, texts: Sequence[str]) -> np.ndarray:
@@ -163,6 +173,30 @@ class OnnxMiniLMEmbedder:
         return {"type": "onnx", "model": self.name, "quantize": self.quantize, "batch_size": self.batch_size}, {}
 
 
+def padding_aware_chunks(sorted_lengths: np.ndarray, max_size: int, slack: float = 1.25) -> list[slice]:
+    """Split texts sorted by token count into chunks of at most ``max_size`` whose padded size (rows x longest)
+    stays within ``slack`` times their real tokens, so a chunk never pays much for padding.
+
+    The model's CPU time grows with the padded tokens it is fed: eight random MMLU questions padded to the
+    longest of them cost about twice their real tokens (``benchmarks/serve.py`` prints the featurisation cost
+    alone and batched), so one padded batch made batching dearer than embedding one text at a time.
+
+    >>> padding_aware_chunks(np.array([10, 11, 12, 40, 41, 200]), 32)
+    [slice(0, 3, None), slice(3, 5, None), slice(5, 6, None)]
+    """
+    chunks: list[slice] = []
+    start, total = 0, 0
+    for i, length in enumerate(sorted_lengths.tolist()):
+        size = i - start + 1
+        if size > 1 and (size > max_size or size * length > slack * (total + length)):
+            chunks.append(slice(start, i))
+            start, total = i, 0
+        total += length
+    if len(sorted_lengths):
+        chunks.append(slice(start, len(sorted_lengths)))
+    return chunks
+
+
 def _max_seq_length(source: Path) -> int:
     """sentence-transformers' ``max_seq_length`` (256 for MiniLM), which the tokenizer.json does not carry."""
     config = source / "sentence_bert_config.json"
@@ -171,4 +205,4 @@ def _max_seq_length(source: Path) -> int:
     return 256
 
 
-__all__ = ["OnnxMiniLMEmbedder", "onnxruntime_available"]
+__all__ = ["OnnxMiniLMEmbedder", "onnxruntime_available", "padding_aware_chunks"]
