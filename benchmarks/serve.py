@@ -9,10 +9,13 @@ routing each request alone (``batch_window=None``, the path before batching) and
 requests (:class:`~rag_routing.server.batching.RouteBatcher`), once per ``--window-ms`` value (0: a batch
 takes only what queued while the previous one ran). Generators answer instantly, so
 what is measured is the HTTP layer, auth, budgets, the ledger and the router: every request carries a new
-MMLU question, tagged with a run token so that no embedding is found in the on-disk cache. Printed per mode and concurrency: requests/s, end-to-end p50/p99
+MMLU question, tagged with a run token so that no embedding is found in the on-disk cache. Printed per mode
+and concurrency: requests/s, end-to-end p50/p99
 latency, the router's own p50 (``router_seconds``, which includes the wait for a batch), the server's CPU
 time per request (user + system, all threads, from ``/proc``: the figure that does not depend on how many
-other processes share the cores) and its RSS (current and peak).
+other processes share the cores) and its RSS (current and peak). Last, the floor: the router's featurizer alone
+in the benchmark's own process, CPU ms per new question one at a time and in batches, and the requests per
+second those costs allow on this machine's cores (:func:`featurisation_floor`).
 """
 
 from __future__ import annotations
@@ -94,6 +97,42 @@ def _ms(values: list[float], q: float) -> float:
     return float(np.quantile(values, q)) * 1000
 
 
+def featurisation_floor(router_file: str, queries: list[str], batch: int) -> tuple[float, float] | None:
+    """CPU ms per new question of the router's featurizer alone, in this process and on one thread (CPU time that
+    is all compute, none of it a worker thread spinning while it waits): one question at a time, and in
+    length-sorted batches of ``batch`` (what a batching server does). ``None`` for a router without features.
+
+    Every request of an unbatched server embeds its question once, so ``cores * 1000 / ms`` requests per
+    second is a ceiling for it before HTTP, auth, budgets and the ledger add their own CPU.
+    """
+    from rag_routing.routers.base import load_router
+
+    router = load_router(router_file)
+    inner = getattr(router, "router", router)
+    featurizer = getattr(inner, "featurizer_", None)
+    if featurizer is None or not getattr(inner, "uses_features", False):
+        return None
+    if hasattr(featurizer, "threads"):  # one ONNX Runtime thread: no idle worker spinning on the other core
+        featurizer.threads = 1
+    featurizer.transform(["warm up"])
+    half = len(queries) // 2
+
+    def cpu() -> float:
+        t = os.times()
+        return t.user + t.system
+
+    started = cpu()
+    for query in queries[:half]:
+        featurizer.transform([query])
+    alone = (cpu() - started) / half * 1000
+    rest = queries[half:]
+    started = cpu()
+    for i in range(0, len(rest), batch):
+        featurizer.transform(rest[i:i + batch])
+    batched = (cpu() - started) / len(rest) * 1000
+    return alone, batched
+
+
 def _start(router_file: str, window_ms: float | None, max_batch: int) -> tuple[subprocess.Popen[bytes], str]:
     import httpx
 
@@ -126,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window-ms", default="2,0", help="batching windows to measure, comma-separated")
     parser.add_argument("--max-batch", type=int, default=8, help="most requests in one batch")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--floor-queries", type=int, default=200,
+                        help="new questions featurised in-process, alone and batched, for the CPU floor")
     parser.add_argument("--serve-only", metavar="ROUTER_FILE", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -170,6 +211,13 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.terminate()
             server.wait(timeout=30)
+    floor = featurisation_floor(router_file, pool[-2 * args.floor_queries:], args.max_batch)
+    if floor is not None:
+        cores = os.cpu_count() or 1
+        print(f"featurisation alone, in this process ({args.floor_queries} new questions each): {floor[0]:.1f} ms CPU "
+              f"per question one at a time, {floor[1]:.1f} in batches of {args.max_batch}: an unbatched server on "
+              f"{cores} cores cannot pass {cores * 1000 / floor[0]:.0f} req/s, a batching one "
+              f"{cores * 1000 / floor[1]:.0f}, before HTTP, auth, budgets and the ledger")
     base, batched = results, [k for k in results if k[0] != "alone (no batching)"]
     ratios = ", ".join(f"{c}: {results[(lbl, c)] / base[('alone (no batching)', c)]:.2f}x" for lbl, c in batched)
     print(f"batched / alone requests per second at each concurrency: {ratios}")
