@@ -125,6 +125,23 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps(run_cell(args.cell_router, args.cell_rows, args.cell_candidates, args.route, args.guards)))
 
 
+def run_child(name: str, n: int, m: int, args: argparse.Namespace, extra: list[str]) -> dict[str, float] | None:
+    """One cell in its own process (killed after ``--timeout``); ``None``, with a line saying why, if it did not
+    finish."""
+    cmd = [sys.executable, __file__, "--cell-router", name, "--cell-rows", str(n), "--cell-candidates", str(m),
+           "--route", str(args.route), *extra]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        print(f"{name:11s} {m:5d} {n:8d} {'>' + format(args.timeout, '.0f'):>8s}", flush=True)
+        return None
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["?"])[-1][:90]
+        print(f"{name:11s} {m:5d} {n:8d} failed: {reason}", flush=True)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def index_quality(args: argparse.Namespace) -> None:
     """``--index-quality``: :func:`index_cell` for each memory router, row count and candidate count."""
     print(f"approximate (IVF) vs exact neighbour index: {args.route} held-out queries of the same distribution, "
@@ -134,18 +151,9 @@ def index_quality(args: argparse.Namespace) -> None:
     for name in args.routers.split(","):
         for m in args.candidates:
             for n in args.rows:
-                cmd = [sys.executable, __file__, "--cell-router", name, "--cell-rows", str(n), "--cell-candidates",
-                       str(m), "--route", str(args.route), "--index-quality"]
-                try:
-                    done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-                except subprocess.TimeoutExpired:
-                    print(f"{name:11s} {m:5d} {n:8d} >{args.timeout:.0f} s", flush=True)
+                r = run_child(name, n, m, args, ["--index-quality"])
+                if r is None:
                     break
-                if done.returncode != 0:
-                    reason = (done.stderr.strip().splitlines() or ["?"])[-1][:90]
-                    print(f"{name:11s} {m:5d} {n:8d} failed: {reason}", flush=True)
-                    break
-                r = json.loads(done.stdout.strip().splitlines()[-1])
                 note = "" if not r["ivf_exact_index"] else "  (below the IVF threshold: both exact)"
                 print(f"{name:11s} {m:5d} {n:8d} {r['ivf_fit_s']:7.2f}/{r['exact_fit_s']:<8.2f} "
                       f"{r['ivf_route_s']:8.2f}/{r['exact_route_s']:<9.2f} {r['same_decisions']:6.1%} "
@@ -183,18 +191,9 @@ def main() -> None:
         for m in args.candidates:
             fits: dict[int, float] = {}
             for n in args.rows:
-                cmd = [sys.executable, __file__, "--cell-router", name, "--cell-rows", str(n),
-                       "--cell-candidates", str(m), "--route", str(args.route), "--guards", args.guards]
-                try:
-                    done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-                except subprocess.TimeoutExpired:
-                    print(f"{name:11s} {m:5d} {n:8d} {'>' + format(args.timeout, '.0f'):>8s}", flush=True)
+                r = run_child(name, n, m, args, ["--guards", args.guards])
+                if r is None:
                     break
-                if done.returncode != 0:
-                    reason = (done.stderr.strip().splitlines() or ["?"])[-1][:90]
-                    print(f"{name:11s} {m:5d} {n:8d} failed: {reason}", flush=True)
-                    break
-                r = json.loads(done.stdout.strip().splitlines()[-1])
                 fits[n] = r["fit_s"]
                 print(f"{name:11s} {m:5d} {n:8d} {r['fit_s']:8.2f} {r['route_s']:8.2f} {r['peak_mb']:8.0f} "
                       f"{r['data_mb']:8.0f}", flush=True)
