@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rag_routing.errors import CorruptStateError
-from rag_routing.sqlite_connection import is_busy
+from rag_routing.errors import CorruptStateError, StoreBusyError
+from rag_routing.sqlite_connection import sqlite_errors
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +77,8 @@ class EmbeddingCache:
         keys = [self.key(t) for t in texts]
         found: dict[str, np.ndarray] = {}
         unique = list(dict.fromkeys(keys))
-        with self._lock:
-            try:
+        try:
+            with self._lock, sqlite_errors(str(self.path), "embedding cache"):
                 for start in range(0, len(unique), 500):
                     chunk = unique[start : start + 500]
                     marks = ",".join("?" * len(chunk))
@@ -91,28 +91,21 @@ class EmbeddingCache:
                             raise CorruptStateError(f"embedding cache {self.path} holds a truncated vector; "
                                                     "delete it")
                         found[key] = vec
-            except sqlite3.DatabaseError as exc:
-                if is_busy(exc):  # a WAL reader is only blocked while a writer recovers the file: recompute
-                    logger.warning("embedding cache %s is locked; embedding without it (%s)", self.path, exc)
-                    return [None] * len(keys)
-                raise CorruptStateError(f"embedding cache {self.path} is unreadable ({exc}); delete it") from exc
+        except StoreBusyError as exc:  # a WAL reader is only blocked while a writer recovers the file: recompute
+            logger.warning("embedding cache %s is locked; embedding without it (%s)", self.path, exc)
+            return [None] * len(keys)
         return [found.get(k) for k in keys]
 
     def put_many(self, model: str, texts: Sequence[str], vectors: np.ndarray) -> None:
         """Store each text's vector under ``model`` in one transaction (skipped, with a warning, if locked)."""
         vectors = np.asarray(vectors, dtype=np.float32)
         rows = [(model, self.key(t), int(v.size), v.tobytes()) for t, v in zip(texts, vectors)]
-        with self._lock:
-            try:
-                with self._conn:
-                    self._conn.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)", rows)
-            except sqlite3.DatabaseError as exc:
-                if not is_busy(exc):
-                    raise CorruptStateError(f"embedding cache {self.path} failed a write ({exc}); "
-                                            "delete it") from exc
-                self.skipped_writes += 1
-                logger.warning("embedding cache %s stayed locked; %d vectors not cached (%s)", self.path,
-                               len(rows), exc)
+        try:
+            with self._lock, sqlite_errors(str(self.path), "embedding cache"), self._conn:
+                self._conn.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)", rows)
+        except StoreBusyError as exc:
+            self.skipped_writes += 1
+            logger.warning("embedding cache %s stayed locked; %d vectors not cached (%s)", self.path, len(rows), exc)
 
     def close(self) -> None:
         with self._lock:
