@@ -4,8 +4,9 @@ A call first reserves its estimated cost (:meth:`Budget.reserve`); if spent + re
 limit, :class:`~rag_routing.errors.BudgetExceededError` is raised and the call never runs. After the call,
 :meth:`Reservation.commit` charges what it actually cost and returns the rest of the reservation. An actual
 cost above the estimate is still charged in full (it was spent), so later reservations see it, and a warning
-is logged when that carries spending past a limit: a budget is never exceeded silently, also when many threads or processes reserve at once (the check-and-reserve is atomic
-in the :class:`~rag_routing.ledger.budget_stores.BudgetStore`).
+is logged when that carries spending past a limit: a budget is never exceeded silently, also when many threads
+or processes reserve at once (the check-and-reserve is atomic in the
+:class:`~rag_routing.ledger.budget_stores.BudgetStore`).
 
 A reservation is a *lease* on a store that leases (every store of the library): it expires after the store's
 ``lease_seconds`` unless renewed, and a heartbeat thread (:mod:`rag_routing.ledger.leases`) renews it while
